@@ -16,7 +16,8 @@ from rewards.registry import (
     list_rewards,
     register,
 )
-from rewards import math as _math  # noqa: F401  (registers math_accuracy)
+from rewards import code as _code  # noqa: F401,E402  (registers code_tests)
+from rewards import math as _math  # noqa: F401,E402  (registers math_accuracy)
 
 __all__ = ["register", "get_reward", "list_rewards", "combine", "describe", "last_reasons",
            "completion_texts", "RewardError"]
