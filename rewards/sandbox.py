@@ -211,8 +211,10 @@ def _parse(text: str, nonce: str, total: int, finished: bool) -> Result:
 
 
 def run_many(jobs: list[tuple[str, list[str]]], workers: int | None = None, **limits) -> list[Result]:
-    """Run many (code, tests) programs through a pool of `workers` concurrent jails (default: CPU count)."""
-    workers = workers or os.cpu_count() or 1
+    """Run many (code, tests) programs through a pool of `workers` concurrent jails (default: the
+    R1LAB_SANDBOX_WORKERS environment variable, else twice the CPU count: a jail spends part of its
+    life waiting on process start-up and namespace set-up, so 2x measured 1.6x the throughput of 1x)."""
+    workers = workers or int(os.environ.get("R1LAB_SANDBOX_WORKERS", "0")) or 2 * (os.cpu_count() or 1)
     sandbox_python()  # resolve once, before the threads start
     with ThreadPoolExecutor(workers) as ex:
         return list(ex.map(lambda j: run_program(j[0], j[1], **limits), jobs))
