@@ -376,7 +376,7 @@ def _choice_letter(pred: str) -> str:
 def equiv(pred: str, gold: str) -> bool:
     """Do the answer strings pred and gold mean the same thing? (Runs sympy; may be slow: see is_equiv.)"""
     p, g = normalize(pred), normalize(gold)
-    if p == g:
+    if p == g or _same_word(p, g):
         return True
     if structure(g)[0] == "choice":
         p = normalize(_choice_letter(pred))
@@ -386,10 +386,15 @@ def equiv(pred: str, gold: str) -> bool:
         return False
 
 
+def _same_word(p: str, g: str) -> bool:
+    """`Yes` = `yes`: words (two letters or more) compare without case."""
+    return p.lower() == g.lower() and bool(re.fullmatch(r"[A-Za-z][A-Za-z ']+", p))
+
+
 def quick_equiv(pred: str, gold: str) -> bool | None:
     """A decision without sympy when the strings settle it (same spelling, or two plain numbers); else None."""
     p, g = normalize(pred), normalize(gold)
-    if p == g:
+    if p == g or _same_word(p, g):
         return True
     a, b = to_number(p), to_number(g)
     if a is not None and b is not None:

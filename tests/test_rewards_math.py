@@ -105,3 +105,12 @@ def test_math_accuracy_signature_and_none():
     assert math_accuracy(conv, answer=["3", "3", None], prompts=["a", "b", "c"]) == [1.0, 0.0, None]
     from rewards import last_reasons
     assert last_reasons("math_accuracy") == {"ok": 1, "no_answer": 1, "no_gold": 1}
+
+
+@pytest.mark.parametrize("pred,gold,equal", [
+    ("Yes", "yes", True), (r"\text{No}", "no", True), ("X", "x", False), ("ab", "ba", True),
+    (r"0.\overline{3}", r"\frac13", True), (r"x \ge 2", r"[2,\infty)", True), (r"x > 2", r"[2,\infty)", False),
+    ("1e3", "1000", True), (r"\frac{1}{2", "1/2", False),
+])
+def test_is_equiv_cases(pred, gold, equal):
+    assert is_equiv(pred, gold) is equal
