@@ -1,8 +1,9 @@
 """The rollout protocol (DESIGN Seam 3): token-id prompts in, n samples per prompt out.
 
 Rejection sampling and evaluation take any engine; `native` works everywhere, `vllm` where a GPU is.
-Logprobs are those of the sampled tokens under the model's own distribution (raw logits, no temperature or
-truncation), the quantity RL and vLLM's default report.
+Logprobs are those of the sampled tokens under softmax(logits / temperature) (temperature 1 when greedy),
+before top-k/top-p truncation — as base_model.generate reports them. `text` is the decoded completion without
+EOS and cut before the first stop string (vLLM's default); `token_ids` keep the EOS / stop-string tokens.
 """
 from __future__ import annotations
 

@@ -71,7 +71,7 @@ class NativeEngine:
         for group in res:
             samples = []
             for g in group:
-                text = g.text if getattr(g, "text", None) is not None else self.tok.decode(g.token_ids, skip_special_tokens=True)
+                text = self.tok.decode([t for t in g.token_ids if t not in self.eos_ids], skip_special_tokens=False)
                 text, hit = cut_at_stop(text, sp.stop)
                 samples.append(Sample(list(g.token_ids), [float(x) for x in (g.logprobs or [])], text,
                                       "stop" if (hit or g.finish_reason == "stop") else "length"))
@@ -97,6 +97,8 @@ class NativeEngine:
                                   generation_config=gc, **kw)
         new = res.sequences[:, L:].cpu()
         logits = torch.stack(res.logits, dim=1).float().cpu()          # [B*n, T, V] raw logits
+        if sample:
+            logits = logits / sp.temperature
         lp = torch.log_softmax(logits, -1).gather(-1, new[:, : logits.shape[1], None]).squeeze(-1)
         out = []
         for j in range(len(prompts)):
