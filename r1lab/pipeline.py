@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import r1lab
+from pydantic import BaseModel
+
 from r1lab.config import DataSpec, PipelineConfig, TokenizerSpec, _stage_refs, known_presets
 from r1lab.stages import get_stage_module
 from r1lab.stages.base import StageContext, atomic_dir, atomic_write_json, atomic_write_text, read_jsonl
@@ -93,7 +95,7 @@ def stage_fingerprints(cfg: PipelineConfig) -> dict[str, str]:
 def _data_specs(obj):
     if isinstance(obj, DataSpec):
         yield obj
-    elif hasattr(obj, "model_fields"):
+    elif isinstance(obj, BaseModel):
         for k in type(obj).model_fields:
             yield from _data_specs(getattr(obj, k))
     elif isinstance(obj, (list, tuple)):
