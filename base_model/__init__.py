@@ -4,10 +4,7 @@ One idea per file: config.py rope.py mla.py moe.py mtp.py model.py generate.py (
 fp8.py overlap.py tokenizer.py corpus.py pretrain.py (pretraining it).
 Checkpoints written by `save_pretrained` are stock `deepseek_v3` checkpoints.
 """
-try:  # TEMPORARY on branch `pretrain` until main's model lands (restore on merge)
-    from base_model.config import DeepSeekConfig, get_preset, PRESETS
-    from base_model.model import DeepSeekForCausalLM, DeepSeekModel
-except ModuleNotFoundError:
-    pass
+from base_model.config import DeepSeekConfig, get_preset, PRESETS
+from base_model.model import DeepSeekForCausalLM, DeepSeekModel
 
 __all__ = ["DeepSeekConfig", "DeepSeekForCausalLM", "DeepSeekModel", "get_preset", "PRESETS"]
