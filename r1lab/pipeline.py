@@ -319,6 +319,7 @@ def run_pipeline(cfg: PipelineConfig, from_stage: str | None = None, only: str |
     """Run (or skip / resume) every stage. Returns one dict per stage: name, kind, action
     (skipped | ran | resumed), seconds, metrics."""
     console = _console(console)
+    _quiet_libraries()
     names = [s.name for s in cfg.stage_list]
     for flag, v in (("--from", from_stage), ("--only", only)):
         if v is not None and v not in names:
@@ -421,6 +422,20 @@ def run_pipeline(cfg: PipelineConfig, from_stage: str | None = None, only: str |
         if all(r["action"] == "skipped" for r in results):
             console.print(f"[bold green]Every stage is done[/] ({len(results)} stages); nothing to run.")
     return results
+
+
+def _quiet_libraries() -> None:
+    """Our rich progress replaces the libraries' own bars and log prints."""
+    try:
+        import datasets
+
+        datasets.disable_progress_bars()
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+        hf_logging.set_verbosity_error()
+    except ImportError:  # pragma: no cover
+        pass
 
 
 def _tokenizer_for(s, out: Path, pipeline_tok: str | None) -> str | None:

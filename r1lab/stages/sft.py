@@ -123,6 +123,10 @@ def run(ctx: StageContext) -> dict:
     )
     trainer = _trainer_class(model)(model=model, args=args, train_dataset=train, processing_class=tok,
                          peft_config=peft_config, callbacks=[ctx.trainer_callback()])
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    for cb in (PrinterCallback, ProgressCallback):   # our callback shows rich progress and logs to metrics.jsonl
+        trainer.remove_callback(cb)
     ckpt = ctx.resume_checkpoint()
     resumed_from = 0
     if ckpt:
