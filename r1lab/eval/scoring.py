@@ -1,0 +1,77 @@
+"""Verdicts on responses, through the rewards package (the same judges the RL rewards use).
+
+Math: ``rewards.math.extract_answer`` on the part of the response after ``</think>`` (all of it when there is
+no ``</think>``), then ``rewards.math.is_equiv(pred, gold)``; the same ``is_equiv`` clusters answers for cons@k.
+Code: the last ```python block (or the whole answer region), prefixed by the problem's own prompt when
+it is a function stub (HumanEval: its imports and signature), judged by the ``code_tests`` reward.
+"""
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+
+from r1lab.eval.prompting import answer_region
+
+_FENCE = re.compile(r"```(?:python|py|Python)?[ \t]*\n(.*?)```", re.S)
+
+
+@lru_cache(maxsize=None)
+def _math():
+    from rewards.math import extract_answer, is_equiv
+    return extract_answer, is_equiv
+
+
+def extract_answer(response: str) -> str | None:
+    try:
+        return _math()[0](answer_region(response))
+    except Exception:
+        return None
+
+
+@lru_cache(maxsize=200_000)
+def is_equiv(pred: str, gold: str) -> bool:
+    """The math verifier's equivalence (cached: cons@k clustering asks the same pairs many times)."""
+    if pred is None or gold is None:
+        return False
+    try:
+        return bool(_math()[1](pred, gold))
+    except Exception:
+        return False
+
+
+def score_math(responses: list[str], golds: list[str]) -> list[tuple[str | None, bool]]:
+    out = []
+    for r, g in zip(responses, golds):
+        pred = extract_answer(r)
+        out.append((pred, pred is not None and is_equiv(pred, str(g))))
+    return out
+
+
+def extract_code(response: str) -> str | None:
+    region = answer_region(response)
+    blocks = _FENCE.findall(region)
+    if blocks:
+        return blocks[-1]
+    return region if region.strip() else None
+
+
+def score_code(responses: list[str], rows: list[dict]) -> list[tuple[str | None, bool]]:
+    import rewards
+    reward = rewards.get_reward("code_tests")
+    codes, programs = [], []
+    for resp, row in zip(responses, rows):
+        code = extract_code(resp)
+        codes.append(code)
+        prefix = row["problem"] if "entry_point" in row else ""
+        programs.append("```python\n" + (prefix + "\n" if prefix else "") + (code or "") + "\n```")
+    scores = reward(programs, tests=[row["tests"] for row in rows])
+    return [(c, bool(s) and c is not None) for c, s in zip(codes, scores)]
+
+
+def score(kind: str, responses: list[str], rows: list[dict]) -> list[tuple[str | None, bool]]:
+    """(extracted answer or code, correct) per response; ``rows[i]`` is the benchmark row of response i."""
+    if kind == "math":
+        return score_math(responses, [row["answer"] for row in rows])
+    if kind == "code":
+        return score_code(responses, rows)
+    raise ValueError(f"unknown benchmark kind {kind!r} (expected math or code)")
