@@ -136,33 +136,32 @@ def _load_path(path: Path, display, problem_key, answer_key) -> Benchmark:
     return Benchmark(display or path.stem, kind, out, R1_INSTRUCTION if kind == "math" else CODE_INSTRUCTION, brk)
 
 
+TASK_TEST_SIZE = 200   # problems drawn from a synthetic task's test split when no --limit is given
+
+
 def _task_names(tasks_mod) -> list[str]:
-    for attr in ("list_tasks", "TASKS", "REGISTRY"):
-        obj = getattr(tasks_mod, attr, None)
-        if obj is not None:
-            return list(obj() if callable(obj) else obj)
-    return []
+    names = getattr(tasks_mod, "REASONING_TASKS", None) or list(getattr(tasks_mod, "TASKS", {}))
+    return [n for n in names if n != "chat"]
 
 
 def _load_task(name: str, display, seed: int, limit: int | None) -> Benchmark:
-    """A synthetic task's test split (r1lab.tasks). Its prompt already says how to answer, so no instruction."""
+    """A synthetic task's test split (r1lab.tasks.task_rows). Its prompt already says how to answer
+    (R1 format, <answer> tags), so no instruction is appended."""
     try:
         from r1lab import tasks
+        names = _task_names(tasks)
     except ImportError:
-        tasks = None
-    names = _task_names(tasks) if tasks else []
+        tasks, names = None, []
     if name not in names:
         raise ValueError(f"benchmark {name!r}: not a built-in ({', '.join(BUILTIN)}), a synthetic task "
                          f"({', '.join(names) or 'none available'}) or an existing path")
-    rows = [dict(r) for r in tasks.get_task(name).split("test", seed=seed, n=limit)] \
-        if hasattr(tasks, "get_task") else []
+    rows = tasks.task_rows(name, n=limit or TASK_TEST_SIZE, split="test", seed=seed)
     out = []
     for i, r in enumerate(rows):
         row = dict(r, id=str(r.get("id", i)), problem=r.get("problem", r.get("prompt")))
-        if "answer" in r and r["answer"] is not None:
+        if r.get("answer") is not None:
             row["answer"] = str(r["answer"])
         out.append(row)
     kind = "math" if out and "answer" in out[0] else "code"
-    cols = set(out[0]) if out else set()
-    brk = tuple(c for c in ("difficulty", "level", "task") if c in cols)
+    brk = tuple(c for c in ("difficulty",) if out and c in out[0])
     return Benchmark(display or name, kind, out, None, brk)
