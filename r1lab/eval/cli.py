@@ -33,6 +33,7 @@ def _add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--problem-key", default=d.problem_key, help="problem column of user datasets")
     p.add_argument("--answer-key", default=d.answer_key, help="answer column of user datasets")
     p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (1 is fastest on a busy small box)")
     p.add_argument("--quiet", action="store_true", help="no progress bar or table")
 
 
@@ -48,6 +49,9 @@ def config_from_args(a) -> "EvalConfig":
 def run_eval(a) -> int:
     from r1lab.eval.runner import evaluate
     cfg = config_from_args(a)
+    if a.threads:
+        import torch
+        torch.set_num_threads(a.threads)
     models = [m.strip() for m in a.model.split(",") if m.strip()]
     evaluate(models, cfg, a.out, tokenizer_path=a.tokenizer, show=not a.quiet)
     print(f"wrote {a.out}/results.json, report.md, plots/, samples/")

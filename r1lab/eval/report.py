@@ -130,6 +130,9 @@ def plot(results: dict, out_dir: Path) -> list[str]:
                     ax.plot(ks, [100 * v for v in r["cons@k"].values()], "s--", color=line.get_color(),
                             label=f"{mname} cons@k")
             ax.set_xscale("log", base=2)
+            ks_all = sorted({int(k) for m in models for k in results["models"][m]["benchmarks"].get(b, {}).get("pass@k", {})})
+            ax.set_xticks(ks_all, [str(k) for k in ks_all])
+            ax.set_ylim(0, max(5, ax.get_ylim()[1]))
             ax.set_xlabel("k")
             ax.set_ylabel("%")
             ax.set_title(b)
