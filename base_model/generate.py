@@ -1,0 +1,253 @@
+"""Fast generation for DeepSeekForCausalLM: batched, left-padded prompts over the MLA latent KV cache.
+
+Prefill runs the training form of MLA once over the prompts and fills the cache with c_kv and k_pe; each decode
+step feeds one token per row and attends over the cached latents in the absorbed form. Finished rows are dropped
+from the batch (their cache rows too), so a long straggler does not pay for the whole batch.
+Sampling: greedy (temperature 0) or temperature / top-k / top-p; stops on EOS ids or stop strings.
+MTP self-speculation (greedy): the MTP head drafts the token after next; the main model verifies [token, draft] in
+one pass; a wrong draft's cache slot is masked out, so every row keeps one cache length and the output is exactly
+the greedy output.
+`generate(...)` is the list-of-token-ids API the rollout engine uses; `hf_generate` is the model's
+`.generate(input_ids, attention_mask, ...)` (the transformers API TRL calls).
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+
+import torch
+
+from base_model.model import _positions_and_mask
+
+
+@dataclass
+class GenerationResult:
+    token_ids: list[int]
+    logprobs: list[float]          # log p(token) under softmax(logits / temperature) (temperature 1 when greedy)
+    finish_reason: str             # "stop" (EOS or stop string) | "length"
+    text: str | None = None
+    stats: dict = field(default_factory=dict)
+
+
+def _sample(logits: torch.Tensor, temperature: float, top_p: float, top_k: int, gen) -> tuple[torch.Tensor, torch.Tensor]:
+    """logits [B, V] -> (tokens [B], logprobs [B])."""
+    logits = logits.float()
+    if temperature <= 0:
+        tok = logits.argmax(-1)
+        return tok, torch.log_softmax(logits, -1).gather(1, tok[:, None])[:, 0]
+    logp = torch.log_softmax(logits / temperature, -1)
+    masked = logp.clone()
+    if top_k and top_k < logits.shape[-1]:
+        kth = masked.topk(top_k, -1).values[:, -1:]
+        masked[masked < kth] = float("-inf")
+    if top_p < 1.0:
+        sorted_lp, order = masked.sort(-1, descending=True)
+        cum = sorted_lp.softmax(-1).cumsum(-1)
+        drop = cum - sorted_lp.softmax(-1) > top_p            # keep the smallest prefix reaching top_p
+        masked.scatter_(1, order, sorted_lp.masked_fill(drop, float("-inf")))
+    tok = torch.multinomial(masked.softmax(-1), 1, generator=gen)[:, 0]
+    return tok, logp.gather(1, tok[:, None])[:, 0]
+
+
+def _left_pad(prompts: list[list[int]], pad: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(p) for p in prompts)
+    ids = torch.full((len(prompts), width), pad, dtype=torch.long, device=device)
+    mask = torch.zeros_like(ids)
+    for i, p in enumerate(prompts):
+        if p:
+            ids[i, width - len(p):] = torch.tensor(p, device=device)
+            mask[i, width - len(p):] = 1
+    return ids, mask
+
+
+class _StopChecker:
+    def __init__(self, eos_ids, stop_strings, tokenizer):
+        self.eos = set([eos_ids] if isinstance(eos_ids, int) else (eos_ids or []))
+        self.stops = [s for s in (stop_strings or []) if s]
+        self.tokenizer = tokenizer
+        if self.stops and tokenizer is None:
+            raise ValueError("stop_strings need a tokenizer to decode with")
+
+    def hit(self, tokens: list[int]) -> bool:
+        if tokens and tokens[-1] in self.eos:
+            return True
+        if self.stops:
+            tail = self.tokenizer.decode(tokens[-16:], skip_special_tokens=False)
+            return any(s in tail for s in self.stops)
+        return False
+
+
+@torch.no_grad()
+def _decode(model, ids, mask, max_new_tokens, temperature, top_p, top_k, checker, gen):
+    """Plain latent-cache decoding. Returns per row (tokens, logprobs, finish_reason)."""
+    b = ids.shape[0]
+    cache = model.new_cache(b, ids.shape[1] + max_new_tokens + 1)
+    logits = model(ids, attention_mask=mask, past_key_values=cache, logits_to_keep=1).logits[:, -1]
+    rows = torch.arange(b, device=ids.device)            # original row of each active row
+    out = [([], [], "length") for _ in range(b)]
+    for step in range(max_new_tokens):
+        tok, lp = _sample(logits, temperature, top_p, top_k, gen)
+        done = []
+        for j, (r, t, l) in enumerate(zip(rows.tolist(), tok.tolist(), lp.tolist())):
+            out[r][0].append(t)
+            out[r][1].append(l)
+            if checker.hit(out[r][0]):
+                out[r] = (out[r][0], out[r][1], "stop")
+                done.append(j)
+        if step == max_new_tokens - 1:
+            break
+        if done:
+            keep = torch.tensor([j for j in range(len(rows)) if j not in set(done)], dtype=torch.long,
+                                device=ids.device)
+            if keep.numel() == 0:
+                break
+            rows, tok, mask = rows[keep], tok[keep], mask[keep]
+            cache.select(keep)
+        mask = torch.cat([mask, mask.new_ones(len(rows), 1)], dim=1)
+        logits = model(tok[:, None], attention_mask=mask, past_key_values=cache).logits[:, -1]
+    return out
+
+
+@torch.no_grad()
+def _decode_mtp(model, ids, mask, max_new_tokens, checker):
+    """Greedy decoding with MTP self-speculation. Returns per row (tokens, logprobs, reason) and acceptance stats."""
+    b, dev = ids.shape[0], ids.device
+    inner, head, mtp_layer = model.model, model.lm_head, model.model.mtp_layers[0]
+    cap = ids.shape[1] + 2 * max_new_tokens + 4
+    cache, mcache = model.new_cache(b, cap), model.new_cache(b, cap, mtp=True)
+
+    def main(tokens, mask):
+        h, _ = inner(tokens, mask, None, None, cache)
+        cache.length += tokens.shape[1]
+        return h, torch.log_softmax(head(h).float(), -1)
+
+    def draft(h, next_tokens, mask):
+        pos, m = _positions_and_mask(mask, b, h.shape[1], mcache.length, dev)
+        cos, sin = inner.rotary_emb(pos)
+        _, normed = mtp_layer.predict(h, inner.embed_tokens(next_tokens), cos, sin, m, mcache)
+        mcache.length += h.shape[1]
+        return head(normed).argmax(-1)
+
+    h, logp = main(ids, mask)
+    cur = logp[:, -1].argmax(-1)
+    cur_lp = logp[:, -1].gather(1, cur[:, None])[:, 0]
+    d = draft(h, torch.cat([ids[:, 1:], cur[:, None]], 1), mask)[:, -1]
+    out = [([], [], "length") for _ in range(b)]
+    active = [True] * b
+    proposed = accepted = 0
+
+    def emit(r, t, l):
+        if active[r]:
+            out[r][0].append(t)
+            out[r][1].append(l)
+            if checker.hit(out[r][0]):
+                out[r] = (out[r][0], out[r][1], "stop")
+                active[r] = False
+            elif len(out[r][0]) >= max_new_tokens:
+                active[r] = False
+
+    for r in range(b):
+        emit(r, cur[r].item(), cur_lp[r].item())
+    while any(active):
+        mask = torch.cat([mask, mask.new_ones(b, 2)], dim=1)
+        h, logp = main(torch.stack([cur, d], 1), mask)
+        a, b_tok = logp[:, 0].argmax(-1), logp[:, 1].argmax(-1)
+        ok = a == d
+        mask[:, -1] = ok.long()                                      # a wrong draft's slot is masked out for good
+        act = torch.tensor(active, device=dev)
+        proposed += int(act.sum())
+        accepted += int((ok & act).sum())
+        for r in range(b):
+            if ok[r]:
+                emit(r, d[r].item(), logp[r, 0, d[r]].item())
+                emit(r, b_tok[r].item(), logp[r, 1, b_tok[r]].item())
+            else:
+                emit(r, a[r].item(), logp[r, 0, a[r]].item())
+        nxt = torch.where(ok, d, a)
+        drafts = draft(h, torch.stack([nxt, b_tok], 1), mask)
+        d = torch.where(ok, drafts[:, 1], drafts[:, 0])
+        cur = torch.where(ok, b_tok, a)
+    stats = {"mtp_proposed": proposed, "mtp_accepted": accepted,
+             "mtp_acceptance": accepted / proposed if proposed else 0.0}
+    return out, stats
+
+
+@torch.no_grad()
+def generate(model, prompts: list[list[int]], max_new_tokens: int = 64, temperature: float = 0.0,
+             top_p: float = 1.0, top_k: int = 0, eos_token_id=None, pad_token_id: int = 0, stop_strings=None,
+             tokenizer=None, num_samples: int = 1, seed: int | None = None,
+             use_mtp: bool = False) -> list[list[GenerationResult]]:
+    """Generate `num_samples` completions for each prompt (lists of token ids). Returns [prompt][sample]."""
+    was_training = model.training
+    model.eval()
+    dev = model.lm_head.weight.device
+    flat = [p for p in prompts for _ in range(num_samples)]
+    ids, mask = _left_pad(flat, pad_token_id, dev)
+    checker = _StopChecker(eos_token_id, stop_strings, tokenizer)
+    gen = torch.Generator(device=dev).manual_seed(seed) if seed is not None else None
+    stats = {}
+    if use_mtp:
+        if temperature > 0 or not len(model.model.mtp_layers):
+            raise ValueError("MTP speculative decoding needs greedy sampling and a model with MTP layers")
+        rows, stats = _decode_mtp(model, ids, mask, max_new_tokens, checker)
+    else:
+        rows = _decode(model, ids, mask, max_new_tokens, temperature, top_p, top_k, checker, gen)
+    model.train(was_training)
+    results = []
+    for toks, lps, reason in rows:
+        text = tokenizer.decode(toks, skip_special_tokens=False) if tokenizer is not None else None
+        if text is not None and reason == "stop" and checker.stops:       # cut after the stop string
+            for s in checker.stops:
+                if s in text:
+                    text = text[: text.index(s) + len(s)]
+        results.append(GenerationResult(toks, lps, reason, text, stats))
+    return [results[i * num_samples:(i + 1) * num_samples] for i in range(len(prompts))]
+
+
+_UNSUPPORTED = {"num_beams": 1, "repetition_penalty": 1.0, "no_repeat_ngram_size": 0, "min_new_tokens": None,
+                "penalty_alpha": None, "constraints": None, "force_words_ids": None, "bad_words_ids": None,
+                "output_scores": False, "output_logits": False, "return_dict_in_generate": False}
+
+
+@torch.no_grad()
+def hf_generate(model, input_ids, attention_mask=None, generation_config=None, **kwargs):
+    """`model.generate` with the transformers API on our fast path: left-padded input_ids [B, P] in, [B·n, P+new]
+    out (rows padded with pad_token_id after they stop). Options our path does not implement fall back to
+    transformers' generic loop (no cache), so nothing is silently ignored."""
+    gc = copy.deepcopy(generation_config if generation_config is not None else model.generation_config)
+    rest = gc.update(**kwargs)
+    fallback = {"logits_processor", "stopping_criteria", "streamer", "prefix_allowed_tokens_fn", "assistant_model"}
+    needs_hf = any(getattr(gc, k, v) not in (v, None) for k, v in _UNSUPPORTED.items() if v is not None) \
+        or any(rest.get(k) is not None for k in fallback) or (gc.min_new_tokens or 0) > 0
+    if needs_hf or input_ids is None:
+        return GenerationMixin_generate(model, input_ids, attention_mask, gc, rest)
+    if attention_mask is None:
+        attention_mask = torch.ones_like(input_ids)
+    p = input_ids.shape[1]
+    max_new = gc.max_new_tokens if gc.max_new_tokens is not None else max(gc.max_length - p, 1)
+    eos = gc.eos_token_id
+    pad = gc.pad_token_id if gc.pad_token_id is not None else (eos if isinstance(eos, int) else (eos or [0])[0])
+    n = gc.num_return_sequences or 1
+    ids = input_ids.repeat_interleave(n, 0)
+    mask = attention_mask.repeat_interleave(n, 0)
+    checker = _StopChecker(eos, gc.stop_strings if isinstance(gc.stop_strings, list) else
+                           ([gc.stop_strings] if gc.stop_strings else None), rest.get("tokenizer"))
+    was_training = model.training
+    model.eval()
+    if gc.do_sample:
+        rows = _decode(model, ids, mask, max_new, gc.temperature or 1.0, gc.top_p or 1.0, gc.top_k or 0, checker, None)
+    else:
+        rows = _decode(model, ids, mask, max_new, 0.0, 1.0, 0, checker, None)
+    model.train(was_training)
+    width = max(len(t) for t, _, _ in rows)
+    new = torch.full((len(rows), width), pad, dtype=torch.long, device=ids.device)
+    for i, (toks, _, _) in enumerate(rows):
+        new[i, :len(toks)] = torch.tensor(toks, device=ids.device)
+    return torch.cat([ids, new], dim=1)
+
+
+def GenerationMixin_generate(model, input_ids, attention_mask, gc, rest):
+    from transformers import GenerationMixin
+    rest.pop("tokenizer", None) if not gc.stop_strings else None
+    return GenerationMixin.generate(model, input_ids=input_ids, attention_mask=attention_mask,
+                                    generation_config=gc, use_cache=False, **rest)
