@@ -7,13 +7,9 @@ it is a function stub (HumanEval: its imports and signature), judged by the ``co
 """
 from __future__ import annotations
 
-import re
 from functools import lru_cache
 
 from r1lab.eval.prompting import answer_region
-
-_FENCE = re.compile(r"```(?:python|py|Python)?[ \t]*\n(.*?)```", re.S)
-
 
 @lru_cache(maxsize=None)
 def _math():
@@ -40,19 +36,19 @@ def is_equiv(pred: str, gold: str) -> bool:
 
 
 def score_math(responses: list[str], golds: list[str]) -> list[tuple[str | None, bool]]:
-    out = []
-    for r, g in zip(responses, golds):
-        pred = extract_answer(r)
-        out.append((pred, pred is not None and is_equiv(pred, str(g))))
-    return out
+    """Batched: cheap decisions in-process, the rest in the rewards package's time-bounded sympy pool."""
+    from rewards.math import judge_many
+    preds = [extract_answer(r) for r in responses]
+    todo = [i for i, p in enumerate(preds) if p is not None]
+    ok = dict(zip(todo, (v for v, _ in judge_many([(preds[i], str(golds[i])) for i in todo]))))
+    return [(p, bool(ok.get(i, False))) for i, p in enumerate(preds)]
 
 
 def extract_code(response: str) -> str | None:
-    region = answer_region(response)
-    blocks = _FENCE.findall(region)
-    if blocks:
-        return blocks[-1]
-    return region if region.strip() else None
+    """The code reward's own extraction (last ```python block defining a function, ...)."""
+    from rewards.code import extract_code as _extract
+    code = _extract(answer_region(response))
+    return code if code and code.strip() else None
 
 
 def score_code(responses: list[str], rows: list[dict]) -> list[tuple[str | None, bool]]:
