@@ -66,3 +66,16 @@ def test_code_reference_solutions_pass_and_swapped_ones_fail(name):
     assert sum(ok for _, ok in good) == len(b.rows), [r["id"] for r, (_, ok) in zip(b.rows, good) if not ok]
     swapped = score(b.kind, [f"```python\n{prog[(i + 1) % 20]}\n```" for i in range(20)], b.rows)
     assert sum(ok for _, ok in swapped) == 0
+
+
+@pytest.mark.parametrize("task", ["arithmetic", "countdown", "linear", "word_problems"])
+def test_synthetic_task_test_split_oracle(task):
+    """Synthetic tasks' test splits by name: their R1-format worked solutions score 100%; shuffled ones ~0;
+    countdown is judged by its own checker (the bare target number is not a solution)."""
+    b = load_benchmark(f"task:{task}", limit=40)
+    assert len(b) == 40 and b.instruction is None        # the task prompt already says how to answer
+    assert all(ok for _, ok in score(b.kind, [r["solution"] for r in b.rows], b.rows))
+    shuffled = score(b.kind, [b.rows[(i + 1) % 40]["solution"] for i in range(40)], b.rows)
+    assert sum(ok for _, ok in shuffled) / 40 <= 0.1
+    if task == "countdown":
+        assert not any(ok for _, ok in score(b.kind, [f"<answer>{r['target']}</answer>" for r in b.rows], b.rows))

@@ -34,7 +34,7 @@ ALIASES = {"math": "math500", "math-500": "math500", "aime2024": "aime24", "aime
 @dataclass
 class Benchmark:
     name: str
-    kind: str                                  # "math" | "code"
+    kind: str                                  # "math" | "code" | "countdown" (synthetic task)
     rows: list[dict]                           # id, problem, answer (math) | tests (code), metadata ...
     instruction: str | None = R1_INSTRUCTION   # appended to each problem (None: the problem is the whole prompt)
     breakdown: tuple[str, ...] = field(default_factory=tuple)   # columns to break metrics down by
@@ -162,6 +162,7 @@ def _load_task(name: str, display, seed: int, limit: int | None) -> Benchmark:
         if r.get("answer") is not None:
             row["answer"] = str(r["answer"])
         out.append(row)
-    kind = "math" if out and "answer" in out[0] else "code"
+    kind = "code" if not out or "answer" not in out[0] else \
+        "countdown" if {"numbers", "target"} <= set(out[0]) else "math"
     brk = tuple(c for c in ("difficulty",) if out and c in out[0])
     return Benchmark(display or name, kind, out, None, brk)

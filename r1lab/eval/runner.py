@@ -20,7 +20,7 @@ from r1lab.eval import metrics as M
 from r1lab.eval.benchmarks import Benchmark, load_benchmark
 from r1lab.eval.generation import make_generator
 from r1lab.eval.prompting import PromptBuilder
-from r1lab.eval.scoring import is_equiv, score
+from r1lab.eval.scoring import score, vote_equiv
 
 
 class EvalConfig(BaseModel):
@@ -107,8 +107,9 @@ def summarize(records: list[dict], bench: Benchmark, cfg: EvalConfig) -> dict:
         out["pass@1"] = M.pass_at_1_stats(verdicts, n_boot=cfg.n_boot, seed=cfg.seed)
         ks = M.ks_for(cfg.samples)
         out["pass@k"] = {str(k): M.mean_pass_at_k(verdicts, k) for k in ks}
-        if bench.kind == "math":
-            votes = [M.problem_votes([s["extracted"] for s in ss], [s["correct"] for s in ss], is_equiv)
+        if bench.kind in ("math", "countdown"):
+            eq = vote_equiv(bench.kind)
+            votes = [M.problem_votes([s["extracted"] for s in ss], [s["correct"] for s in ss], eq)
                      for ss in samples]
             out["cons@k"] = {str(k): M.mean_cons_at_k(votes, k, seed=cfg.seed) for k in ks}
         out["no_answer"] = float(np.mean([s["extracted"] is None for s in all_s]))

@@ -2,6 +2,7 @@
 
 Math: ``rewards.math.extract_answer`` on the part of the response after ``</think>`` (all of it when there is
 no ``</think>``), then ``rewards.math.is_equiv(pred, gold)``; the same ``is_equiv`` clusters answers for cons@k.
+Countdown (synthetic task): the expression is checked against the row's numbers and target.
 Code: the last ```python block (or the whole answer region), prefixed by the problem's own prompt when
 it is a function stub (HumanEval: its imports and signature), judged by the ``code_tests`` reward.
 """
@@ -64,10 +65,29 @@ def score_code(responses: list[str], rows: list[dict]) -> list[tuple[str | None,
     return [(c, bool(s) and c is not None) for c, s in zip(codes, scores)]
 
 
+def score_countdown(responses: list[str], rows: list[dict]) -> list[tuple[str | None, bool]]:
+    """Countdown (synthetic task): any expression that uses the given numbers at most once and hits the target.
+    Not math equivalence: the bare target number is equal in value but is not a solution."""
+    from r1lab.tasks.countdown import check
+    preds = [extract_answer(r) for r in responses]
+    return [(p, p is not None and check(p, row["numbers"], row["target"])) for p, row in zip(preds, rows)]
+
+
+def same_expression(a: str, b: str) -> bool:
+    return a.replace(" ", "") == b.replace(" ", "")
+
+
+def vote_equiv(kind: str):
+    """The equivalence that clusters answers for cons@k: the math verifier's, or literal for countdown."""
+    return is_equiv if kind == "math" else same_expression
+
+
 def score(kind: str, responses: list[str], rows: list[dict]) -> list[tuple[str | None, bool]]:
     """(extracted answer or code, correct) per response; ``rows[i]`` is the benchmark row of response i."""
     if kind == "math":
         return score_math(responses, [row["answer"] for row in rows])
+    if kind == "countdown":
+        return score_countdown(responses, rows)
     if kind == "code":
         return score_code(responses, rows)
-    raise ValueError(f"unknown benchmark kind {kind!r} (expected math or code)")
+    raise ValueError(f"unknown benchmark kind {kind!r} (expected math, countdown or code)")
