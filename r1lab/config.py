@@ -221,7 +221,10 @@ def load_yaml(path: str | Path) -> dict:
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark else "yaml"
-        raise ConfigError(p, where, f"invalid YAML: {getattr(e, 'problem', None) or str(e).splitlines()[0]}") from None
+        ctx = getattr(e, "context", None)
+        cm = getattr(e, "context_mark", None)
+        extra = f" ({ctx} at line {cm.line + 1})" if ctx and cm else ""
+        raise ConfigError(p, where, f"invalid YAML: {getattr(e, 'problem', None) or str(e).splitlines()[0]}{extra}") from None
     if not isinstance(raw, dict):
         raise ConfigError(p, "", f"expected a mapping at the top level (name, model, stages, ...), got {type(raw).__name__}")
     return raw

@@ -17,6 +17,7 @@ from rewards.registry import (
     register,
 )
 from rewards import code as _code  # noqa: F401,E402  (registers code_tests)
+from rewards import format as _format  # noqa: F401,E402  (registers the format and length rewards)
 from rewards import math as _math  # noqa: F401,E402  (registers math_accuracy)
 
 __all__ = ["register", "get_reward", "list_rewards", "combine", "describe", "last_reasons",

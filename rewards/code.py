@@ -93,7 +93,7 @@ def _code_reward(name: str, completions, tests, partial: bool, timeout: float, e
     why = ["no_tests"] * len(texts)
     for i, s, r in zip(rows, scores, reasons):
         out[i], why[i] = s, r
-    record_reasons(name, why)
+    record_reasons(name, why, columns.get("log_metric"))
     return out
 
 

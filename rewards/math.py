@@ -420,5 +420,5 @@ def math_accuracy(completions, answer=None, timeout: float = 5.0, **columns) -> 
             scores.append(0.0), reasons.append("no_answer")
         else:
             scores.append(1.0 if verdicts[i][0] else 0.0), reasons.append(verdicts[i][1])
-    record_reasons("math_accuracy", reasons)
+    record_reasons("math_accuracy", reasons, columns.get("log_metric"))
     return scores

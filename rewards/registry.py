@@ -60,9 +60,13 @@ def completion_texts(completions) -> list[str]:
     return texts
 
 
-def record_reasons(name: str, reasons: list[str]) -> None:
-    """Built-ins note why each sample scored what it did ("ok", "no_answer", "timeout", ...)."""
+def record_reasons(name: str, reasons: list[str], log_metric: Callable | None = None) -> None:
+    """Built-ins note why each sample scored what it did ("ok", "no_answer", "timeout", ...); under TRL's
+    GRPOTrainer (which passes `log_metric`) the share of each reason is logged as `NAME/REASON`."""
     _REASONS[name] = Counter(reasons)
+    if callable(log_metric) and reasons:
+        for reason, count in _REASONS[name].items():
+            log_metric(f"{name}/{reason}", count / len(reasons))
 
 
 def last_reasons(name: str | None = None):

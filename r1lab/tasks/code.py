@@ -70,7 +70,7 @@ def _fam_fizz(rng):
     name = f"fizz_{a}_{b}"
 
     def ref(n):
-        return "FizzBuzz" if n % (a * b) == 0 else ("Fizz" if n % a == 0 else ("Buzz" if n % b == 0 else str(n)))
+        return "FizzBuzz" if n % a == 0 and n % b == 0 else ("Fizz" if n % a == 0 else ("Buzz" if n % b == 0 else str(n)))
     cases = [1, a, b, a * b, a * b + 1]
     return (f"Write a Python function `{name}(n)` that returns 'FizzBuzz' if n is divisible by both {a} and {b}, "
             f"'Fizz' if only by {a}, 'Buzz' if only by {b}, and str(n) otherwise.",
