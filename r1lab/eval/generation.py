@@ -84,12 +84,14 @@ class EngineGenerator:
     def __init__(self, kind, model, tokenizer):
         from r1lab.rollout import SamplingParams, get_engine
         self.engine, self.SamplingParams, self.tok = get_engine(kind, model, tokenizer), SamplingParams, tokenizer
+        self.eos = set(eos_ids(model, tokenizer))
 
     def __call__(self, prompts, n=1, temperature=0.0, top_p=1.0, top_k=0, max_new_tokens=256, seed=None):
         sp = self.SamplingParams(n=n, temperature=temperature, top_p=top_p, top_k=top_k,
                                  max_new_tokens=max_new_tokens, seed=seed)
         out = self.engine.generate(prompts, sp)
-        return [[Completion(s.text if s.text is not None else _decode(self.tok, s.token_ids), len(s.token_ids),
+        # engines keep the EOS in token_ids; the response length counts the tokens before it (as HFGenerator)
+        return [[Completion(s.text, len(s.token_ids) - bool(s.token_ids and s.token_ids[-1] in self.eos),
                             s.finish_reason) for s in row] for row in out]
 
 

@@ -223,11 +223,17 @@ def evaluate(models: list[str] | dict[str, str], cfg: EvalConfig, out_dir: str |
     results = {"config": cfg.model_dump(), "models": {}, "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
     with report.progress(disable=not show) as prog:
         for name, path in named.items():
+            gen = None
             if loaded and name in loaded:
                 model, tok = loaded[name]
+            elif cfg.engine == "vllm":           # vLLM opens the checkpoint itself: no copy in this process
+                from transformers import AutoTokenizer
+                from r1lab.eval.generation import EngineGenerator
+                model, tok = None, AutoTokenizer.from_pretrained(tokenizer_path or path)
+                gen = EngineGenerator("vllm", str(path), tokenizer_path or str(path))
             else:
                 model, tok = load_model(path, tokenizer_path)
-            res = evaluate_model(model, tok, cfg, name, out_dir, benches, prog)
+            res = evaluate_model(model, tok, cfg, name, out_dir, benches, prog, generator=gen)
             results["models"][name] = {"path": str(path), "benchmarks": res}
             _write_json(out_dir / "results.json", results)   # after each model: partial results survive
             del model
