@@ -2,9 +2,17 @@
 template) and a tiny randomly initialised LlamaForCausalLM, both saved to a directory like any HF model."""
 from pathlib import Path
 
+import pytest
 import torch
 
-torch.set_num_threads(1)   # 2 shared cores: a second thread only spins (16 ms per tiny matmul under load)
+
+@pytest.fixture(autouse=False)
+def one_thread():
+    """2 shared cores: a second torch thread only spins (16 ms per tiny matmul under load). Restored after."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
 
 CHAT_TEMPLATE = (
     "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}<|end|>{% endfor %}"

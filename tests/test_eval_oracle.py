@@ -10,8 +10,6 @@ import pytest
 from r1lab.eval.benchmarks import load_benchmark
 from r1lab.eval.scoring import score
 
-pytest.importorskip("rewards.math", reason="needs rewards.math (branch rewards)")
-
 ORACLE_EXCEPTIONS = {
     # id -> why the reference solution does not score
     "aime24-60": "the AoPS text marks 204 with \\framebox (not \\boxed/\\fbox, which R1's protocol asks for) and its "

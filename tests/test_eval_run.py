@@ -5,12 +5,12 @@ import math
 
 import pytest
 
-from eval_helpers import THINK_TEMPLATE, tiny_llama, train_tokenizer
+from eval_helpers import THINK_TEMPLATE, one_thread, tiny_llama, train_tokenizer  # noqa: F401 (fixture)
 from r1lab.eval import metrics as M
 from r1lab.eval.generation import Completion
 from r1lab.eval.runner import EvalConfig, evaluate, evaluate_model
 
-pytest.importorskip("rewards.math", reason="needs rewards.math (branch rewards)")
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

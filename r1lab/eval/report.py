@@ -9,9 +9,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 
-def progress(disable: bool = False) -> Progress:
+def progress(disable: bool = False, console=None) -> Progress:
     return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), disable=disable)
+                    TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), disable=disable, console=console)
 
 
 def _pct(x) -> str:
@@ -49,7 +49,7 @@ def table(results: dict) -> Table:
     return t
 
 
-def markdown(results: dict, plots: list[str] = ()) -> str:
+def markdown(results: dict, plots: list[str] = (), samples_hint: str = "samples/MODEL/BENCH.jsonl") -> str:
     cfg = results.get("config", {})
     rs = rows(results)
     lines = ["# Evaluation report", "",
@@ -77,7 +77,7 @@ def markdown(results: dict, plots: list[str] = ()) -> str:
                                           for model, m in results["models"].items() for b, r in m["benchmarks"].items())]
     if plots:
         lines += [""] + [f"![{Path(p).stem}]({p})" for p in plots]
-    lines += ["", "Per-sample records (prompt, completion, extracted answer, verdict): `samples/MODEL/BENCH.jsonl`.", ""]
+    lines += ["", f"Per-sample records (prompt, completion, extracted answer, verdict): `{samples_hint}`.", ""]
     return "\n".join(lines)
 
 
@@ -144,10 +144,11 @@ def plot(results: dict, out_dir: Path) -> list[str]:
     return written
 
 
-def write_all(results: dict, out_dir: str | Path, show: bool = True) -> None:
+def write_all(results: dict, out_dir: str | Path, show: bool = True, console=None, report_name="report.md") -> None:
     """results.json is written by the runner; here: plots, report.md, and the table on the terminal."""
     out_dir = Path(out_dir)
     plots = plot(results, out_dir)
-    (out_dir / "report.md").write_text(markdown(results, plots))
+    if report_name:
+        (out_dir / report_name).write_text(markdown(results, plots))
     if show:
-        Console().print(table(results))
+        (console or Console()).print(table(results))

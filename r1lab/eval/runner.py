@@ -39,7 +39,7 @@ class EvalConfig(BaseModel):
     template: str = "auto"
     system: str | None = None
     think: bool | Literal["auto"] = "auto"
-    engine: Literal["native", "hf", "vllm"] = "native"
+    engine: Literal["auto", "native", "hf", "vllm"] = "native"
     problem_key: str = "problem"
     answer_key: str = "answer"
     n_boot: int = Field(1000, ge=0)
@@ -182,17 +182,35 @@ def model_names(paths: list[str]) -> list[str]:
     return names
 
 
+def resolve_engine(engine: str) -> str:
+    """"auto": vllm when it is installed and a GPU is present, else native."""
+    if engine != "auto":
+        return engine
+    try:
+        from r1lab.rollout.vllm import vllm_available
+        return "vllm" if vllm_available() else "native"
+    except ImportError:
+        return "native"
+
+
+def nested_samples(out_dir: Path, model: str, bench: str) -> Path:
+    """CLI layout: OUT/samples/MODEL/BENCH.jsonl."""
+    return Path(out_dir) / "samples" / model / f"{bench}.jsonl"
+
+
 def evaluate_model(model, tokenizer, cfg: EvalConfig, name: str = "model", out_dir: str | Path | None = None,
-                   benchmarks: list[Benchmark] | None = None, progress=None, generator=None) -> dict:
-    """Evaluate one loaded model on cfg.benchmarks; returns {benchmark: metrics}."""
+                   benchmarks: list[Benchmark] | None = None, progress=None, generator=None,
+                   samples_path=nested_samples) -> dict:
+    """Evaluate one loaded model on cfg.benchmarks; returns {benchmark: metrics}.
+    Per-sample records go to ``samples_path(out_dir, name, benchmark)`` when out_dir is given."""
     benchmarks = benchmarks if benchmarks is not None else load_benchmarks(cfg)
-    gen = generator or make_generator(cfg.engine, model, tokenizer)
+    gen = generator or make_generator(resolve_engine(cfg.engine), model, tokenizer)
     builder = PromptBuilder(tokenizer, cfg.template, cfg.system, cfg.think)
     res = {}
     for bench in benchmarks:
         sp = None
         if out_dir is not None:
-            sp = Path(out_dir) / "samples" / name / f"{bench.name}.jsonl"
+            sp = samples_path(Path(out_dir), name, bench.name)
             sp.parent.mkdir(parents=True, exist_ok=True)
         t0 = time.perf_counter()
         recs = run_benchmark(gen, builder, bench, cfg, sp, progress, f"{name} · {bench.name}")
@@ -208,9 +226,11 @@ def load_benchmarks(cfg: EvalConfig) -> list[Benchmark]:
     return [load_benchmark(b, cfg.limit, cfg.problem_key, cfg.answer_key, cfg.seed) for b in cfg.benchmarks]
 
 
-def evaluate(models: list[str] | dict[str, str], cfg: EvalConfig, out_dir: str | Path, tokenizer_path: str | None = None,
-             show: bool = True, loaded: dict | None = None) -> dict:
-    """Evaluate several model directories (list, or {name: path}); write results.json, report.md and plots."""
+def evaluate(models: list[str] | dict[str, str], cfg: EvalConfig, out_dir: str | Path,
+             tokenizer_path: str | dict | None = None, show: bool = True, loaded: dict | None = None,
+             samples_path=nested_samples, console=None, report_name: str | None = "report.md") -> dict:
+    """Evaluate several model directories (list, or {name: path}); write results.json, report.md and plots.
+    tokenizer_path: one directory for all models, or {name: dir}; default each model's own directory."""
     from r1lab.eval import report
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -220,24 +240,27 @@ def evaluate(models: list[str] | dict[str, str], cfg: EvalConfig, out_dir: str |
         paths = [p.split("=", 1)[1] if "=" in p and not Path(p).exists() else p for p in models]
         named = dict(zip(model_names(list(models)), paths))
     benches = load_benchmarks(cfg)
+    engine = resolve_engine(cfg.engine)
     results = {"config": cfg.model_dump(), "models": {}, "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
-    with report.progress(disable=not show) as prog:
+    with report.progress(disable=not show, console=console) as prog:
         for name, path in named.items():
+            tok_path = tokenizer_path.get(name) if isinstance(tokenizer_path, dict) else tokenizer_path
             gen = None
             if loaded and name in loaded:
                 model, tok = loaded[name]
-            elif cfg.engine == "vllm":           # vLLM opens the checkpoint itself: no copy in this process
+            elif engine == "vllm":               # vLLM opens the checkpoint itself: no copy in this process
                 from transformers import AutoTokenizer
                 from r1lab.eval.generation import EngineGenerator
-                model, tok = None, AutoTokenizer.from_pretrained(tokenizer_path or path)
-                gen = EngineGenerator("vllm", str(path), tokenizer_path or str(path))
+                model, tok = None, AutoTokenizer.from_pretrained(tok_path or path)
+                gen = EngineGenerator("vllm", str(path), tok_path or str(path))
             else:
-                model, tok = load_model(path, tokenizer_path)
-            res = evaluate_model(model, tok, cfg, name, out_dir, benches, prog, generator=gen)
+                model, tok = load_model(path, tok_path)
+            res = evaluate_model(model, tok, cfg, name, out_dir, benches, prog, generator=gen,
+                                 samples_path=samples_path)
             results["models"][name] = {"path": str(path), "benchmarks": res}
             _write_json(out_dir / "results.json", results)   # after each model: partial results survive
             del model
-    report.write_all(results, out_dir, show=show)
+    report.write_all(results, out_dir, show=show, console=console, report_name=report_name)
     return results
 
 
