@@ -104,3 +104,19 @@ def test_stage_style_call_writes_nothing_without_out_dir():
     cfg = EvalConfig(benchmarks=["gsm8k"], samples=1, greedy=False, n_boot=0)
     res = evaluate_model(None, tok, cfg, benchmarks=[bench], generator=Scripted(tok, bench))
     assert res["gsm8k"]["pass@1"]["mean"] == 1.0 and "greedy" not in res["gsm8k"]
+
+
+def test_cli_registration_and_module_entry_point():
+    import subprocess
+    import sys
+
+    from r1lab.cli import build_parser
+    from r1lab.eval.cli import run_eval
+    a = build_parser().parse_args(["eval", "--model", "m1,m2", "--benchmarks", "gsm8k,aime24", "--samples", "8"])
+    assert a.func is run_eval and a.samples == 8 and a.engine == "native"
+    from r1lab.eval.cli import config_from_args
+    cfg = config_from_args(a)
+    assert cfg.benchmarks == ["gsm8k", "aime24"] and cfg.temperature == 0.6 and cfg.top_p == 0.95
+    r = subprocess.run([sys.executable, "-m", "r1lab.eval", "--model", "/nonexistent", "--benchmarks", "gsm8k",
+                        "--limit", "1", "--quiet"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "no config.json" in r.stderr and "Traceback" not in r.stderr

@@ -47,13 +47,21 @@ def config_from_args(a) -> "EvalConfig":
 
 
 def run_eval(a) -> int:
+    """Bad input (a missing model, an unknown benchmark, a wrong column) is one line on stderr and exit code 2."""
+    from pydantic import ValidationError
+
     from r1lab.eval.runner import evaluate
-    cfg = config_from_args(a)
-    if a.threads:
-        import torch
-        torch.set_num_threads(a.threads)
-    models = [m.strip() for m in a.model.split(",") if m.strip()]
-    evaluate(models, cfg, a.out, tokenizer_path=a.tokenizer, show=not a.quiet)
+    try:
+        cfg = config_from_args(a)
+        if a.threads:
+            import torch
+            torch.set_num_threads(a.threads)
+        models = [m.strip() for m in a.model.split(",") if m.strip()]
+        evaluate(models, cfg, a.out, tokenizer_path=a.tokenizer, show=not a.quiet)
+    except (ValueError, FileNotFoundError, ValidationError) as e:
+        msg = str(e).splitlines()
+        print(f"r1lab eval: error: {' '.join(l.strip() for l in msg[:3])}", file=sys.stderr)
+        return 2
     print(f"wrote {a.out}/results.json, report.md, plots/, samples/")
     return 0
 
@@ -70,12 +78,7 @@ def add_eval_command(subparsers) -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m r1lab.eval", description=__doc__)
     _add_args(p)
-    a = p.parse_args(argv)
-    try:
-        return run_eval(a)
-    except (ValueError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    return run_eval(p.parse_args(argv))
 
 
 if __name__ == "__main__":
