@@ -49,32 +49,39 @@ def table(results: dict) -> Table:
     return t
 
 
-def markdown(results: dict, plots: list[str] = (), samples_hint: str = "samples/MODEL/BENCH.jsonl") -> str:
+def markdown(results: dict, plots: list[str] = (), samples_hint: str = "samples/MODEL/BENCH.jsonl",
+             title: str | None = "# Evaluation report") -> str:
     cfg = results.get("config", {})
     rs = rows(results)
-    lines = ["# Evaluation report", "",
-             f"Protocol (DeepSeek-R1): {cfg.get('samples')} samples per problem at temperature {cfg.get('temperature')}, "
-             f"top-p {cfg.get('top_p')}, at most {cfg.get('max_new_tokens')} new tokens; pass@1 = mean correctness over "
-             "the samples (± standard error over problems, 95% bootstrap interval); cons@k = majority vote over "
-             "extracted answers clustered by the verifier's equivalence; pass@k = unbiased estimator (Chen et al. 2021); "
-             "greedy = one temperature-0 completion. All figures in %, response length in tokens.", ""]
+    lines = ([title, ""] if title else []) + [
+        f"Protocol (DeepSeek-R1): {cfg.get('samples')} samples per problem at temperature {cfg.get('temperature')}, "
+        f"top-p {cfg.get('top_p')}, at most {cfg.get('max_new_tokens')} new tokens; pass@1 = mean correctness over "
+        "the samples (± standard error over problems, 95% bootstrap interval); cons@k = majority vote over "
+        "extracted answers clustered by the verifier's equivalence; pass@k = unbiased estimator (Chen et al. 2021); "
+        "greedy = one temperature-0 completion. All figures in %, response length in tokens.", ""]
     if rs:
         lines += ["| " + " | ".join(rs[0]) + " |", "|" + "---|" * len(rs[0])]
         lines += ["| " + " | ".join(str(v) for v in r.values()) + " |" for r in rs]
-    for model, m in results["models"].items():
-        for bench, r in m["benchmarks"].items():
-            for col, groups in (r.get("breakdown") or {}).items():
-                lines += ["", f"### {model} · {bench} by {col}", "", f"| {col} | n | pass@1 | greedy |", "|---|---|---|---|"]
-                lines += [f"| {g} | {d['n']} | {_pct(d.get('pass@1'))} | {_pct(d.get('greedy'))} |" for g, d in groups.items()]
-            if r.get("pass@k"):
-                ks = list(r["pass@k"])
-                lines += ["", f"### {model} · {bench}: pass@k / cons@k against k", "",
-                          "| k | " + " | ".join(ks) + " |", "|---|" + "---|" * len(ks),
-                          "| pass@k | " + " | ".join(_pct(r["pass@k"][k]) for k in ks) + " |"]
+    models = results["models"]
+    benches = list(dict.fromkeys(b for m in models.values() for b in m["benchmarks"]))
+    for bench in benches:
+        per = {name: m["benchmarks"][bench] for name, m in models.items() if bench in m["benchmarks"]}
+        with_k = {n: r for n, r in per.items() if r.get("pass@k")}
+        if with_k:
+            ks = list(next(iter(with_k.values()))["pass@k"])
+            lines += ["", f"### {bench}: pass@k and cons@k against k", "",
+                      "| model | metric | " + " | ".join(f"k={k}" for k in ks) + " |", "|---|---|" + "---|" * len(ks)]
+            for n, r in with_k.items():
+                lines.append(f"| {n} | pass@k | " + " | ".join(_pct(r["pass@k"].get(k)) for k in ks) + " |")
                 if r.get("cons@k"):
-                    lines.append("| cons@k | " + " | ".join(_pct(r["cons@k"][k]) for k in ks) + " |")
-    lines += ["", "Timing: " + "; ".join(f"{model}/{b}: {r.get('time_s', 0):.1f}s ({r.get('problems_per_s', 0):.2f} problems/s)"
-                                          for model, m in results["models"].items() for b, r in m["benchmarks"].items())]
+                    lines.append(f"| {n} | cons@k | " + " | ".join(_pct(r["cons@k"].get(k)) for k in ks) + " |")
+        for n, r in per.items():
+            for col, groups in (r.get("breakdown") or {}).items():
+                lines += ["", f"### {bench} by {col}: {n}", "", f"| {col} | n | pass@1 | greedy |", "|---|---|---|---|"]
+                lines += [f"| {g} | {d['n']} | {_pct(d.get('pass@1'))} | {_pct(d.get('greedy'))} |"
+                          for g, d in groups.items()]
+    lines += ["", "Timing: " + "; ".join(f"{name}/{b}: {r.get('time_s', 0):.1f}s ({r.get('problems_per_s', 0):.2f} problems/s)"
+                                          for name, m in models.items() for b, r in m["benchmarks"].items())]
     if plots:
         lines += [""] + [f"![{Path(p).stem}]({p})" for p in plots]
     lines += ["", f"Per-sample records (prompt, completion, extracted answer, verdict): `{samples_hint}`.", ""]

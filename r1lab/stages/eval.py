@@ -76,7 +76,7 @@ def run(ctx: StageContext) -> dict:
             for n, path in models.items()}
     results = evaluate(models, cfg, ctx.out_dir, tokenizer_path=toks, console=ctx.console, report_name=None,
                        samples_path=lambda out, model, bench: Path(out) / "data" / f"{model}.{bench}.jsonl")
-    ctx.add_report(report.markdown(results, samples_hint="data/MODEL.BENCH.jsonl"))
+    ctx.add_report(report.markdown(results, samples_hint="data/MODEL.BENCH.jsonl", title=None))
     flat = {}
     for model, m in results["models"].items():
         for bench, r in m["benchmarks"].items():
