@@ -78,3 +78,15 @@ def test_user_jsonl_with_configurable_columns(tmp_path):
         load_benchmark(str(path), problem_key="q")
     with pytest.raises(ValueError, match="not a built-in"):
         load_benchmark("no_such_benchmark")
+
+
+def test_synthetic_task_by_name_and_difficulty():
+    b = load_benchmark("task:arithmetic@2-3", limit=10)
+    assert b.name == "arithmetic_d2-3" and len(b) == 10 and {r["difficulty"] for r in b.rows} == {2, 3}
+    assert b.kind == "math" and b.instruction is None and b.breakdown == ("difficulty",)
+    assert load_benchmark("task:countdown", limit=3).kind == "countdown"
+    assert load_benchmark("task:code", limit=3).kind == "code"
+    train = {r["id"] for r in __import__("r1lab.tasks", fromlist=["task_rows"]).task_rows("arithmetic", n=100, split="train")}
+    assert not train & {r["id"] for r in load_benchmark("task:arithmetic", limit=50).rows}   # test split only
+    with pytest.raises(ValueError, match="difficulty after '@'"):
+        load_benchmark("task:arithmetic@x")

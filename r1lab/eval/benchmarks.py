@@ -4,7 +4,8 @@ any user JSONL / JSON / Parquet file or `datasets` directory with a problem and 
 Every benchmark becomes a list of rows ``{id, problem, answer | tests, ...}`` plus a kind ("math": the
 answer is checked by the math verifier; "code": ``tests`` run after the completion's code) and the
 instruction appended to the problem (R1's "reason step by step ... \\boxed{}" for math).
-A spec is a built-in name (``gsm8k``), a synthetic task (``task:countdown`` or just its name), or a path;
+A spec is a built-in name (``gsm8k``), a synthetic task (``task:countdown``, or ``task:arithmetic@2-4`` for
+given difficulties), or a path;
 ``name=spec`` gives it a display name.
 """
 from __future__ import annotations
@@ -136,7 +137,7 @@ def _load_path(path: Path, display, problem_key, answer_key) -> Benchmark:
     return Benchmark(display or path.stem, kind, out, R1_INSTRUCTION if kind == "math" else CODE_INSTRUCTION, brk)
 
 
-TASK_TEST_SIZE = 200   # problems drawn from a synthetic task's test split when no --limit is given
+TASK_TEST_SIZE = 100   # problems drawn from a synthetic task's test split when no --limit is given
 
 
 def _task_names(tasks_mod) -> list[str]:
@@ -144,9 +145,22 @@ def _task_names(tasks_mod) -> list[str]:
     return [n for n in names if n != "chat"]
 
 
-def _load_task(name: str, display, seed: int, limit: int | None) -> Benchmark:
-    """A synthetic task's test split (r1lab.tasks.task_rows). Its prompt already says how to answer
-    (R1 format, <answer> tags), so no instruction is appended."""
+def _parse_difficulty(spec: str):
+    """"arithmetic@3" -> ("arithmetic", [3]); "arithmetic@2-4" -> ("arithmetic", [2, 3, 4]); no "@" -> task default."""
+    if "@" not in spec:
+        return spec, None
+    name, d = spec.split("@", 1)
+    try:
+        lo, _, hi = d.partition("-")
+        return name, list(range(int(lo), int(hi or lo) + 1))
+    except ValueError:
+        raise ValueError(f"benchmark {spec!r}: difficulty after '@' must be N or A-B (e.g. task:arithmetic@2-4)") from None
+
+
+def _load_task(spec: str, display, seed: int, limit: int | None) -> Benchmark:
+    """A synthetic task's test split (r1lab.tasks.task_rows), optionally at given difficulties (task:NAME@2-4).
+    Its prompt already says how to answer (R1 format, <answer> tags), so no instruction is appended."""
+    name, difficulty = _parse_difficulty(spec)
     try:
         from r1lab import tasks
         names = _task_names(tasks)
@@ -155,7 +169,7 @@ def _load_task(name: str, display, seed: int, limit: int | None) -> Benchmark:
     if name not in names:
         raise ValueError(f"benchmark {name!r}: not a built-in ({', '.join(BUILTIN)}), a synthetic task "
                          f"({', '.join(names) or 'none available'}) or an existing path")
-    rows = tasks.task_rows(name, n=limit or TASK_TEST_SIZE, split="test", seed=seed)
+    rows = tasks.task_rows(name, n=limit or TASK_TEST_SIZE, split="test", seed=seed, difficulty=difficulty)
     out = []
     for i, r in enumerate(rows):
         row = dict(r, id=str(r.get("id", i)), problem=r.get("problem", r.get("prompt")))
@@ -165,4 +179,4 @@ def _load_task(name: str, display, seed: int, limit: int | None) -> Benchmark:
     kind = "code" if not out or "answer" not in out[0] else \
         "countdown" if {"numbers", "target"} <= set(out[0]) else "math"
     brk = tuple(c for c in ("difficulty",) if out and c in out[0])
-    return Benchmark(display or name, kind, out, None, brk)
+    return Benchmark(display or spec.replace("@", "_d"), kind, out, None, brk)

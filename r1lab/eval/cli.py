@@ -13,7 +13,8 @@ def _add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tokenizer", default=None, help="tokenizer directory (default: the model's)")
     p.add_argument("--benchmarks", default=",".join(d.benchmarks),
                    help="comma-separated: gsm8k, math500, aime24, aime25, amc23, humaneval, mbpp, task:NAME "
-                        "(a synthetic task's test split), or a .jsonl/.parquet/datasets-dir path (NAME=PATH names it)")
+                        "(a synthetic task's test split; task:NAME@2-4 at difficulties 2..4), or a .jsonl/.parquet/"
+                        "datasets-dir path (NAME=PATH names it)")
     p.add_argument("--samples", type=int, default=d.samples, help="sampled completions per problem (R1: 4-64)")
     p.add_argument("--limit", type=int, default=None, help="first N problems of each benchmark")
     p.add_argument("--out", default="runs/eval", help="output directory (results.json, report.md, plots/, samples/)")
