@@ -183,6 +183,7 @@ def run_program(code: str, tests: list[str], timeout: float = 10.0, mem_mb: int 
     os.chmod(fallback_dir, 0o777)
     job = _job(timeout, mem_mb, nproc, disk_mb, fallback_dir)
     r, w = os.pipe()
+    start = time.monotonic()
     try:
         proc = _launch(job, code, tests, w)
     finally:
@@ -193,7 +194,9 @@ def run_program(code: str, tests: list[str], timeout: float = 10.0, mem_mb: int 
         os.close(r)
         _kill(proc)
         shutil.rmtree(fallback_dir, ignore_errors=True)
-    return _parse(data.decode(errors="replace"), job["nonce"], len(tests), finished)
+    # RLIMIT_CPU equals the time budget: a program the kernel killed for CPU time ran out of time, not crashed
+    out_of_time = time.monotonic() - start >= 0.9 * job["cpu_s"]
+    return _parse(data.decode(errors="replace"), job["nonce"], len(tests), finished and not out_of_time)
 
 
 def _parse(text: str, nonce: str, total: int, finished: bool) -> Result:
