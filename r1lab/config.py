@@ -411,8 +411,8 @@ def validate(raw: dict, file="<config>", base_dir: str | Path | None = None) -> 
             cfg.tokenizer = str(base_dir / p)
         elif not p.exists():
             raise ConfigError(file, "tokenizer", f"expected a tokenizer dir or a spec {{vocab_size: N}}; not found: {cfg.tokenizer!r}")
-    elif cfg.tokenizer is None and cfg.model in presets:
-        raise ConfigError(file, "tokenizer", f"model {cfg.model!r} is a preset, so a tokenizer is required "
+    elif cfg.tokenizer is None and cfg.model in presets and not (cfg.stages and isinstance(cfg.stages[0], dict) and cfg.stages[0].get("kind") == "pretrain"):
+        raise ConfigError(file, "tokenizer", f"model {cfg.model!r} is a preset, so a tokenizer is required unless the first stage is pretrain "
                           "(a dir, or a spec like {vocab_size: 4096} to train one)")
     if not cfg.stages:
         raise ConfigError(file, "stages", "expected a non-empty list of stages")

@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import r1lab
+from pydantic import BaseModel
+
 from r1lab.config import DataSpec, PipelineConfig, TokenizerSpec, _stage_refs, known_presets
 from r1lab.stages import get_stage_module
 from r1lab.stages.base import StageContext, atomic_dir, atomic_write_json, atomic_write_text, read_jsonl
@@ -93,7 +95,7 @@ def stage_fingerprints(cfg: PipelineConfig) -> dict[str, str]:
 def _data_specs(obj):
     if isinstance(obj, DataSpec):
         yield obj
-    elif hasattr(obj, "model_fields"):
+    elif isinstance(obj, BaseModel):
         for k in type(obj).model_fields:
             yield from _data_specs(getattr(obj, k))
     elif isinstance(obj, (list, tuple)):
@@ -317,6 +319,7 @@ def run_pipeline(cfg: PipelineConfig, from_stage: str | None = None, only: str |
     """Run (or skip / resume) every stage. Returns one dict per stage: name, kind, action
     (skipped | ran | resumed), seconds, metrics."""
     console = _console(console)
+    _quiet_libraries()
     names = [s.name for s in cfg.stage_list]
     for flag, v in (("--from", from_stage), ("--only", only)):
         if v is not None and v not in names:
@@ -419,6 +422,20 @@ def run_pipeline(cfg: PipelineConfig, from_stage: str | None = None, only: str |
         if all(r["action"] == "skipped" for r in results):
             console.print(f"[bold green]Every stage is done[/] ({len(results)} stages); nothing to run.")
     return results
+
+
+def _quiet_libraries() -> None:
+    """Our rich progress replaces the libraries' own bars and log prints."""
+    try:
+        import datasets
+
+        datasets.disable_progress_bars()
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+        hf_logging.set_verbosity_error()
+    except ImportError:  # pragma: no cover
+        pass
 
 
 def _tokenizer_for(s, out: Path, pipeline_tok: str | None) -> str | None:

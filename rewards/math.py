@@ -189,6 +189,31 @@ def _matching_close(s: str) -> int:
     return -1
 
 
+_INEQ = re.compile(r"(\\leq|\\geq|\\le|\\ge|\\lt|\\gt|<=|>=|<|>|≤|≥)")
+_LESS = {r"\leq": True, r"\le": True, "<=": True, "≤": True, "<": False, r"\lt": False}  # value: closed?
+_MORE = {r"\geq": True, r"\ge": True, ">=": True, "≥": True, ">": False, r"\gt": False}
+
+
+def _inequality(s: str):
+    """`x > 3`, `-1 \\le x \\le 4`, `3 < x` -> the interval they describe (one variable only)."""
+    parts = [p.strip() for p in _INEQ.split(s)]
+    if len(parts) == 3 and _is_variable(parts[0]) != _is_variable(parts[2]):
+        var_left = _is_variable(parts[0])
+        value, op = (parts[2] if var_left else parts[0]), parts[1]
+        less = (op in _LESS) == var_left  # the variable is below the value
+        closed = bool(_LESS.get(op) or _MORE.get(op))
+        if less:
+            return ("interval", ("(", r"-\infty", value, "]" if closed else ")"))
+        return ("interval", ("[" if closed else "(", value, r"\infty", ")"))
+    if len(parts) == 5 and _is_variable(parts[2]) and not _is_variable(parts[0]) and not _is_variable(parts[4]):
+        (a, op1, _, op2, b) = parts
+        if op1 in _LESS and op2 in _LESS:
+            return ("interval", ("[" if _LESS[op1] else "(", a, b, "]" if _LESS[op2] else ")"))
+        if op1 in _MORE and op2 in _MORE:
+            return ("interval", ("[" if _MORE[op2] else "(", b, a, "]" if _MORE[op1] else ")"))
+    return None
+
+
 def _matrix(s: str):
     m = re.fullmatch(r"\\begin\{([pbvBV]?matrix|array)\}(?:\{[^}]*\})?(.*)\\end\{\1\}", s, flags=re.DOTALL)
     if not m:
@@ -221,6 +246,8 @@ def structure(s: str):
     items = split_top(s, ",;")
     if len(items) > 1:
         return ("list", items)
+    if (iv := _inequality(s)) is not None:
+        return iv
     eq = split_top(s, "=")
     if len(eq) == 2 and all(eq):
         return ("eq", eq)
@@ -229,8 +256,20 @@ def structure(s: str):
     return ("expr", s)
 
 
+def _repeating(s: str) -> Fraction | None:
+    """`0.1\\overline{6}` -> 1/6 (a repeating decimal is an exact rational)."""
+    m = re.fullmatch(r"(-?)(\d*)\.(\d*)\\overline\{(\d+)\}", s)
+    if not m:
+        return None
+    whole, fixed, rep = m.group(2) or "0", m.group(3), m.group(4)
+    value = Fraction(int(whole + fixed + rep) - int(whole + fixed), 10 ** (len(fixed) + len(rep)) - 10 ** len(fixed))
+    return -value if m.group(1) else value
+
+
 def to_number(s: str) -> Fraction | None:
-    """An exact rational for plain numerals: `12`, `-0.25`, `007`, `3/4`, `\\frac{3}{4}`, `-\\frac{3}{4}`."""
+    """An exact rational for plain numerals: `12`, `-0.25`, `007`, `3/4`, `\\frac{3}{4}`, `0.1\\overline{6}`."""
+    if "overline" in s:
+        return _repeating(s)
     m = re.fullmatch(r"(-?)\\frac\{(\d+)\}\{(\d+)\}", s) or re.fullmatch(r"(-?)(\d+)/(\d+)", s)
     try:
         if m:
@@ -290,6 +329,12 @@ def _flatten_vector(node):
     return node
 
 
+def _as_interval(kind, val):
+    if kind == "tuple" and len(val) == 2:
+        return "interval", ("(", val[0], val[1], ")")
+    return kind, val
+
+
 def node_equal(p, g) -> bool:
     """Compare two answers given as strings or (kind, payload) structures (pred first, gold second)."""
     p = structure(p) if isinstance(p, str) else p
@@ -301,6 +346,8 @@ def node_equal(p, g) -> bool:
         return _is_variable(pv[0]) and node_equal(pv[1], g)
     if pk == "list" and gk == "tuple":
         return _ordered(pv, gv)
+    if {pk, gk} == {"interval", "tuple"}:  # an open interval written (a, b)
+        (pk, pv), (gk, gv) = (_as_interval(pk, pv), _as_interval(gk, gv))
     if {pk, gk} <= {"list", "set"}:
         return _unordered(pv, gv)
     if pk == "union" and gk == "union":
@@ -329,7 +376,7 @@ def _choice_letter(pred: str) -> str:
 def equiv(pred: str, gold: str) -> bool:
     """Do the answer strings pred and gold mean the same thing? (Runs sympy; may be slow: see is_equiv.)"""
     p, g = normalize(pred), normalize(gold)
-    if p == g:
+    if p == g or _same_word(p, g):
         return True
     if structure(g)[0] == "choice":
         p = normalize(_choice_letter(pred))
@@ -339,10 +386,15 @@ def equiv(pred: str, gold: str) -> bool:
         return False
 
 
+def _same_word(p: str, g: str) -> bool:
+    """`Yes` = `yes`: words (two letters or more) compare without case."""
+    return p.lower() == g.lower() and bool(re.fullmatch(r"[A-Za-z][A-Za-z ']+", p))
+
+
 def quick_equiv(pred: str, gold: str) -> bool | None:
     """A decision without sympy when the strings settle it (same spelling, or two plain numbers); else None."""
     p, g = normalize(pred), normalize(gold)
-    if p == g:
+    if p == g or _same_word(p, g):
         return True
     a, b = to_number(p), to_number(g)
     if a is not None and b is not None:

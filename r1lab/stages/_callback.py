@@ -35,7 +35,8 @@ class _StageCallback(TrainerCallback):
         if not logs:
             return
         row = {k: v for k, v in logs.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-        row.update({k: v for k, v in self._last.items() if k not in row})
+        if "expert_load_max_over_mean" in self._last and "loss" in row:
+            row["expert_load_max_over_mean"] = self._last["expert_load_max_over_mean"]
         self._last.update(row)
         self.ctx.log(row, step=state.global_step)
 

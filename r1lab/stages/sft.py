@@ -89,7 +89,7 @@ def build_dataset(ctx: StageContext, p: Params):
 
 def run(ctx: StageContext) -> dict:
     import torch
-    from trl import SFTConfig, SFTTrainer
+    from trl import SFTConfig
 
     p: Params = ctx.params
     seed = ctx.seed if p.seed is None else p.seed
@@ -121,8 +121,12 @@ def run(ctx: StageContext) -> dict:
         seed=seed, data_seed=seed, bf16=bf16, fp16=False, use_cpu=not cuda,
         gradient_checkpointing=p.gradient_checkpointing, dataloader_num_workers=0, disable_tqdm=True,
     )
-    trainer = SFTTrainer(model=model, args=args, train_dataset=train, processing_class=tok,
+    trainer = _trainer_class(model)(model=model, args=args, train_dataset=train, processing_class=tok,
                          peft_config=peft_config, callbacks=[ctx.trainer_callback()])
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    for cb in (PrinterCallback, ProgressCallback):   # our callback shows rich progress and logs to metrics.jsonl
+        trainer.remove_callback(cb)
     ckpt = ctx.resume_checkpoint()
     resumed_from = 0
     if ckpt:
@@ -158,6 +162,35 @@ def run(ctx: StageContext) -> dict:
                    f"{' with LoRA r=%d' % p.lora.r if p.lora else ''}; {metrics['steps']} steps"
                    f"{f' (resumed at step {resumed_from})' if resumed_from else ''}.")
     return metrics
+
+
+def _trainer_class(model):
+    """TRL's SFTTrainer; for DeepSeekForCausalLM a subclass whose loss is the model's own.
+
+    TRL computes SFT loss through a fused LM head over `model.base_model(...)`'s last_hidden_state, which
+    skips our model's MTP and balance terms (and its backbone returns a tuple). The model's own forward with
+    `labels` (prompt tokens already -100 from TRL's completion mask) gives next-token CE normalised by
+    `num_items_in_batch` + λ·MTP CE + the balance loss — the same objective as pretraining, on completions."""
+    from trl import SFTTrainer
+
+    if type(model).__name__ != "DeepSeekForCausalLM":
+        return SFTTrainer
+
+    class ModelLossSFTTrainer(SFTTrainer):
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            out = model(input_ids=inputs["input_ids"], attention_mask=inputs.get("attention_mask"),
+                        labels=inputs["labels"], num_items_in_batch=num_items_in_batch)
+            loss = out.loss
+            if self.args.average_tokens_across_devices and num_items_in_batch is not None:
+                loss = loss * self.accelerator.num_processes
+            mode = "train" if model.training else "eval"
+            for k in ("main_loss", "mtp_loss", "aux_loss"):
+                v = getattr(out, k, None)
+                if v is not None:
+                    self._metrics[mode][k].append(float(v.detach()))
+            return (loss, out) if return_outputs else loss
+
+    return ModelLossSFTTrainer
 
 
 def _unpatch_forward(model) -> None:

@@ -57,7 +57,9 @@ def _fam_count_char(rng):
 def _fam_clamp(rng):
     lo = rng.randint(-20, 10)
     hi = lo + rng.randint(1, 30)
-    name = f"clamp_{abs(lo)}_{hi}" if lo >= 0 else f"clamp_m{abs(lo)}_{hi}"
+    def tag(v):
+        return f"m{-v}" if v < 0 else str(v)
+    name = f"clamp_{tag(lo)}_{tag(hi)}"
     cases = [lo - 5, lo, (lo + hi) // 2, hi, hi + 7]
     return (f"Write a Python function `{name}(x)` that returns x limited to the range [{lo}, {hi}].",
             f"def {name}(x):\n    if x < {lo}:\n        return {lo}\n    if x > {hi}:\n        return {hi}\n    return x",
