@@ -259,9 +259,19 @@ def evaluate(models: list[str] | dict[str, str], cfg: EvalConfig, out_dir: str |
                                  samples_path=samples_path)
             results["models"][name] = {"path": str(path), "benchmarks": res}
             _write_json(out_dir / "results.json", results)   # after each model: partial results survive
-            del model
+            model = gen = None                                   # free it before loading the next model
+            _free_memory()
     report.write_all(results, out_dir, show=show, console=console, report_name=report_name)
     return results
+
+
+def _free_memory():
+    import gc
+
+    import torch
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def _write_json(path: Path, obj):
