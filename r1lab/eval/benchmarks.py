@@ -77,6 +77,9 @@ def load_benchmark(spec: str, limit: int | None = None, problem_key: str = "prob
         rows = _read_jsonl(DATA_DIR / fname)
         if kind == "code":
             rows = [dict(r, tests=code_tests(r)) for r in rows]
+        if key == "mbpp":   # MBPP's own prompt format (Austin et al. 2021): the text, then the tests it must pass
+            rows = [dict(r, problem=r["problem"] + "\nYour code should pass these tests:\n" + "\n".join(r["test_list"]))
+                    for r in rows]
         bench = Benchmark(display or key, kind, rows, R1_INSTRUCTION if kind == "math" else CODE_INSTRUCTION, brk)
     elif Path(spec).exists():
         bench = _load_path(Path(spec), display, problem_key, answer_key)

@@ -2,8 +2,8 @@
 
 For every problem the runner draws ``samples`` completions at temperature 0.6 / top-p 0.95 (R1's protocol)
 and, unless turned off, one greedy completion; each is judged by the rewards package. Per-sample records
-go to ``OUT/samples/MODEL/BENCH.jsonl`` as they are produced; metrics are computed from those records
-only (``summarize``), so a result can always be recomputed from the samples.
+go to ``OUT/samples/MODEL/BENCH.jsonl`` as they are produced; ``summarize`` computes the metrics from the
+per-problem records alone (the fields the JSONL holds), nothing else.
 """
 from __future__ import annotations
 
