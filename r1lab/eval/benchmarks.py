@@ -11,6 +11,7 @@ given difficulties), or a path;
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -172,7 +173,13 @@ def _load_task(spec: str, display, seed: int, limit: int | None) -> Benchmark:
     if name not in names:
         raise ValueError(f"benchmark {name!r}: not a built-in ({', '.join(BUILTIN)}), a synthetic task "
                          f"({', '.join(names) or 'none available'}) or an existing path")
-    rows = tasks.task_rows(name, n=limit or TASK_TEST_SIZE, split="test", seed=seed, difficulty=difficulty)
+    try:
+        rows = tasks.task_rows(name, n=limit or TASK_TEST_SIZE, split="test", seed=seed, difficulty=difficulty)
+    except ValueError as e:            # no --limit: take every distinct test problem there is, if fewer
+        m = re.search(r"only (\d+) distinct", str(e))
+        if limit is not None or not m or int(m.group(1)) == 0:
+            raise
+        rows = tasks.task_rows(name, n=int(m.group(1)), split="test", seed=seed, difficulty=difficulty)
     out = []
     for i, r in enumerate(rows):
         row = dict(r, id=str(r.get("id", i)), problem=r.get("problem", r.get("prompt")))
