@@ -110,6 +110,7 @@ def test_cons_at_k_is_the_mean_over_subsets_and_order_free():
     labels, correct_of = M.problem_votes(answers, verdicts, num_equiv)
     assert labels == [0, 1, 1, None, 0, 2, 1, 0]          # 0.5, 1/2 and 2/4 are one cluster
     assert M.cons_at_k(labels, correct_of) == 0.5          # 3 vs 3: a tie, half right
+    assert M.cons_at_k(labels, correct_of, 1) == pytest.approx(np.mean(verdicts))   # cons@1 is pass@1
     for k in (1, 3, 5):
         exact = np.mean([M.majority_correct([labels[i] for i in s], correct_of)
                          for s in itertools.combinations(range(8), k)])

@@ -66,7 +66,7 @@ def test_code_reference_solutions_pass_and_swapped_ones_fail(name):
     assert sum(ok for _, ok in swapped) == 0
 
 
-@pytest.mark.parametrize("task", ["arithmetic", "countdown", "linear", "word_problems"])
+@pytest.mark.parametrize("task", ["arithmetic", "countdown", "linear", "word_problems", "code"])
 def test_synthetic_task_test_split_oracle(task):
     """Synthetic tasks' test splits by name: their R1-format worked solutions score 100%; shuffled ones ~0;
     countdown is judged by its own checker (the bare target number is not a solution)."""

@@ -90,3 +90,8 @@ def test_synthetic_task_by_name_and_difficulty():
     assert not train & {r["id"] for r in load_benchmark("task:arithmetic", limit=50).rows}   # test split only
     with pytest.raises(ValueError, match="difficulty after '@'"):
         load_benchmark("task:arithmetic@x")
+
+
+def test_synthetic_task_without_limit_takes_what_there_is():
+    b = load_benchmark("task:code")            # fewer distinct test problems than the default 100: all of them
+    assert 0 < len(b) <= 100 and len({r["id"] for r in b.rows}) == len(b)

@@ -8,7 +8,7 @@ import pytest
 from eval_helpers import THINK_TEMPLATE, one_thread, tiny_llama, train_tokenizer  # noqa: F401 (fixture)
 from r1lab.eval import metrics as M
 from r1lab.eval.generation import Completion
-from r1lab.eval.runner import EvalConfig, evaluate, evaluate_model
+from r1lab.eval.runner import EvalConfig, evaluate_model
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

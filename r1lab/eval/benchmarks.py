@@ -11,6 +11,7 @@ given difficulties), or a path;
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -77,6 +78,9 @@ def load_benchmark(spec: str, limit: int | None = None, problem_key: str = "prob
         rows = _read_jsonl(DATA_DIR / fname)
         if kind == "code":
             rows = [dict(r, tests=code_tests(r)) for r in rows]
+        if key == "mbpp":   # MBPP's own prompt format (Austin et al. 2021): the text, then the tests it must pass
+            rows = [dict(r, problem=r["problem"] + "\nYour code should pass these tests:\n" + "\n".join(r["test_list"]))
+                    for r in rows]
         bench = Benchmark(display or key, kind, rows, R1_INSTRUCTION if kind == "math" else CODE_INSTRUCTION, brk)
     elif Path(spec).exists():
         bench = _load_path(Path(spec), display, problem_key, answer_key)
@@ -169,7 +173,13 @@ def _load_task(spec: str, display, seed: int, limit: int | None) -> Benchmark:
     if name not in names:
         raise ValueError(f"benchmark {name!r}: not a built-in ({', '.join(BUILTIN)}), a synthetic task "
                          f"({', '.join(names) or 'none available'}) or an existing path")
-    rows = tasks.task_rows(name, n=limit or TASK_TEST_SIZE, split="test", seed=seed, difficulty=difficulty)
+    try:
+        rows = tasks.task_rows(name, n=limit or TASK_TEST_SIZE, split="test", seed=seed, difficulty=difficulty)
+    except ValueError as e:            # no --limit: take every distinct test problem there is, if fewer
+        m = re.search(r"only (\d+) distinct", str(e))
+        if limit is not None or not m or int(m.group(1)) == 0:
+            raise
+        rows = tasks.task_rows(name, n=int(m.group(1)), split="test", seed=seed, difficulty=difficulty)
     out = []
     for i, r in enumerate(rows):
         row = dict(r, id=str(r.get("id", i)), problem=r.get("problem", r.get("prompt")))

@@ -12,8 +12,6 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass
 
-import torch
-
 
 @dataclass
 class Completion:
@@ -45,8 +43,8 @@ class HFGenerator:
         pad = tokenizer.pad_token_id
         self.pad = pad if pad is not None else (self.eos[0] if self.eos else 0)
 
-    @torch.no_grad()
     def __call__(self, prompts, n=1, temperature=0.0, top_p=1.0, top_k=0, max_new_tokens=256, seed=None):
+        import torch
         if seed is not None:
             torch.manual_seed(seed)
         device = next(self.model.parameters()).device
@@ -62,7 +60,7 @@ class HFGenerator:
             kw.update(do_sample=True, temperature=temperature, top_p=top_p, top_k=top_k or 0)
         else:
             kw.update(do_sample=False, temperature=None, top_p=None, top_k=None)
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")
             out = self.model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), **kw)
         new = out[:, width:].tolist()

@@ -158,4 +158,8 @@ def write_all(results: dict, out_dir: str | Path, show: bool = True, console=Non
     if report_name:
         (out_dir / report_name).write_text(markdown(results, plots))
     if show:
-        (console or Console()).print(table(results))
+        if console is None:
+            console = Console()
+            if not console.is_terminal:          # a log file: do not squeeze the table into 80 columns
+                console = Console(width=180)
+        console.print(table(results))

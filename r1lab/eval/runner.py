@@ -2,8 +2,8 @@
 
 For every problem the runner draws ``samples`` completions at temperature 0.6 / top-p 0.95 (R1's protocol)
 and, unless turned off, one greedy completion; each is judged by the rewards package. Per-sample records
-go to ``OUT/samples/MODEL/BENCH.jsonl`` as they are produced; metrics are computed from those records
-only (``summarize``), so a result can always be recomputed from the samples.
+go to ``OUT/samples/MODEL/BENCH.jsonl`` as they are produced; ``summarize`` computes the metrics from the
+per-problem records alone (the fields the JSONL holds), nothing else.
 """
 from __future__ import annotations
 
@@ -259,9 +259,19 @@ def evaluate(models: list[str] | dict[str, str], cfg: EvalConfig, out_dir: str |
                                  samples_path=samples_path)
             results["models"][name] = {"path": str(path), "benchmarks": res}
             _write_json(out_dir / "results.json", results)   # after each model: partial results survive
-            del model
+            model = gen = None                                   # free it before loading the next model
+            _free_memory()
     report.write_all(results, out_dir, show=show, console=console, report_name=report_name)
     return results
+
+
+def _free_memory():
+    import gc
+
+    import torch
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def _write_json(path: Path, obj):
