@@ -6,7 +6,8 @@ little arithmetic and knows the `<think>…</think><answer>…</answer>` shape:
   - arithmetic worked digit by digit (addition with carries, subtraction with borrows, multiplication by
     partial products), linear equations solved step by step, templated word problems with solutions,
   - small Python functions (with docstrings and an assert), and plain templated prose.
-Each document has a difficulty level 1..5 (more digits, harder equations, longer stories). Worked math is
+Each document has a difficulty level 1..5 (more digits, harder equations, longer stories), drawn with
+weights that favour the easy levels (LEVEL_WEIGHTS). Worked math is
 written in three shapes: the chat/R1 shape (`<|user|>question<|assistant|><think>steps</think><answer>x</answer>
 <|endoftext|>`, exactly what `apply_chat_template` + a good completion looks like), the bare R1 shape
 (question, then the tags, no role tokens), and plain prose ("Solution: … The answer is x."). Document i depends
@@ -128,7 +129,8 @@ def arithmetic_problem(rng: random.Random, level: int) -> tuple[str, list[str], 
         a, b = _rand_int(_digits_for(level, rng), rng), _rand_int(_digits_for(level, rng), rng)
         steps, ans = (add_steps(a, b), a + b) if op == "+" else (sub_steps(a, b), a - b)
     q = rng.choice(_ARITH_Q).format(a=a, b=b, op=op)
-    return q, steps, str(ans)
+    # restate the operands first: copying a span is easy for attention, and the digits the steps need are then near
+    return q, [f"{a} {op} {b}"] + steps, str(ans)
 
 
 # ----------------------------------------------------------------------------------------------- equations
@@ -318,6 +320,8 @@ def render_math(rng: random.Random, question: str, steps: list[str], answer: str
     return f"Problem: {question}\nSolution:\n" + "\n".join(steps) + f"\nThe answer is {answer}."
 
 
+# Easy problems are the most frequent (a small model learns the digit procedure on them first), hard ones stay present.
+LEVEL_WEIGHTS = [0.30, 0.25, 0.20, 0.15, 0.10] + [0.05] * 20
 DEFAULT_MIX = {"arithmetic": 0.40, "equation": 0.15, "word_problem": 0.15, "code": 0.12, "prose": 0.18}
 
 
@@ -327,7 +331,7 @@ def synthetic_document(seed: int, index: int, max_level: int = 5, r1_share: floa
     rng = random.Random(f"r1lab-corpus-{seed}-{index}")
     mix = mix or DEFAULT_MIX
     kind = rng.choices(list(mix), weights=list(mix.values()))[0]
-    level = rng.randint(1, max_level)
+    level = rng.choices(range(1, max_level + 1), weights=LEVEL_WEIGHTS[:max_level])[0]
     if kind in ("arithmetic", "equation", "word_problem"):
         gen = {"arithmetic": arithmetic_problem, "equation": equation_problem, "word_problem": word_problem}[kind]
         q, steps, ans = gen(rng, level)
