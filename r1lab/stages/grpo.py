@@ -3,7 +3,8 @@
 For each prompt the policy samples a group of `num_generations` completions; every completion is scored by the
 named rewards (weighted sum), and its advantage is its reward relative to the group, A_i = (r_i - mean(r)) / std(r)
 (`scale_rewards: none` drops the division, as Dr.GRPO recommends). The loss is PPO's clipped surrogate on the
-token ratio π/π_old, clipped to [1-ε, 1+ε_high] (ε_high > ε is DAPO's clip-higher), plus β·KL to the start model,
+token ratio ρ = π/π_old, clipped to [1-ε, 1+ε_high] (ε_high > ε is DAPO's clip-higher), plus β·KL to the start model
+(k3 estimator exp(ref-logπ) - (ref-logπ) - 1, times ρ unless `kl_ratio_correction: false`),
 aggregated per `loss_type`:
   grpo     mean over sequences of (mean over that sequence's tokens)        — DeepSeekMath's form
   dr_grpo  sum over all tokens / (sequences × max_completion_length)        — Dr.GRPO's constant normaliser
@@ -51,6 +52,8 @@ class Params(StageParams):
     weight_decay: float = Field(0.0, ge=0)
     max_grad_norm: float = Field(1.0, gt=0)
     beta: float = Field(0.0, ge=0, description="KL coefficient (TRL default 0; R1 used a small one)")
+    kl_ratio_correction: bool = Field(True, description="multiply the per-token KL by the ratio π/π_old (TRL's "
+                                      "use_bias_correction_kl, DeepSeek-V3.2's unbiased KL); false = the GRPO paper's k3")
     loss_type: Literal["grpo", "dr_grpo", "dapo", "bnpo"] = "dapo"
     epsilon: float = Field(0.2, gt=0, lt=1)
     epsilon_high: float | None = Field(None, gt=0, description="upper clip (clip-higher); default = epsilon")
@@ -167,7 +170,7 @@ def make_config(ctx: StageContext, p: Params, seed: int):
         per_device_train_batch_size=p.prompts_per_step * p.num_generations, gradient_accumulation_steps=1,
         num_generations=p.num_generations, num_iterations=p.num_iterations,
         max_completion_length=p.max_completion_length, temperature=p.temperature, top_p=p.top_p,
-        beta=p.beta, loss_type=p.loss_type, epsilon=p.epsilon, epsilon_high=p.epsilon_high,
+        beta=p.beta, use_bias_correction_kl=p.kl_ratio_correction, loss_type=p.loss_type, epsilon=p.epsilon, epsilon_high=p.epsilon_high,
         scale_rewards=p.scale_rewards, mask_truncated_completions=p.mask_truncated_completions,
         save_strategy="steps", save_steps=p.save_steps, save_total_limit=2,
         logging_steps=p.logging_steps, logging_first_step=True, report_to=p.report_to or "none",
