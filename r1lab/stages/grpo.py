@@ -119,15 +119,19 @@ def build_dataset(ctx: StageContext, p: Params, tok):
     rows = [to_prompt(r, p.system_prompt) for r in ctx.load_mixture(p.data, size=p.mix_size)]
     if p.max_prompt_length:
         # TRL 1.x no longer truncates prompts; a cut prompt would be a different problem, so drop long ones
-        def n_tokens(r):
-            return len(tok.apply_chat_template(r["prompt"], tokenize=True, add_generation_prompt=True))
-        kept = [r for r in rows if n_tokens(r) <= p.max_prompt_length]
+        kept = [r for r in rows if len(chat_prompt_ids(tok, r["prompt"])) <= p.max_prompt_length]
         if len(kept) < len(rows):
             ctx.print(f"[yellow]{ctx.name}: dropped {len(rows) - len(kept)} prompts longer than {p.max_prompt_length} tokens")
         if not kept:
             raise ValueError(f"stage {ctx.name}: max_prompt_length: every prompt is longer than {p.max_prompt_length} tokens")
         rows = kept
     return datasets.Dataset.from_list(rows)
+
+
+def chat_prompt_ids(tok, messages: list[dict]) -> list[int]:
+    """Token ids of a conversation rendered with the chat template, ending with the assistant-turn opener."""
+    text = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    return tok(text, add_special_tokens=False)["input_ids"]
 
 
 def reward_funcs(p: Params):
