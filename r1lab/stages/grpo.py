@@ -79,14 +79,7 @@ class Params(StageParams):
     @field_validator("rewards", mode="before")
     @classmethod
     def _weights(cls, v):
-        if isinstance(v, str):
-            v = [v]
-        if isinstance(v, (list, tuple)):
-            out = {}
-            for item in v:   # "name" or {name: weight}
-                out.update(item if isinstance(item, dict) else {item: 1.0})
-            return out
-        return v
+        return reward_weights(v)
 
     @field_validator("report_to", mode="before")
     @classmethod
@@ -100,6 +93,18 @@ class Params(StageParams):
         if self.accuracy_reward is not None and self.accuracy_reward not in self.rewards:
             raise ValueError(f"accuracy_reward: {self.accuracy_reward!r} is not one of rewards {list(self.rewards)}")
         return self
+
+
+def reward_weights(v):
+    """YAML `rewards:` -> {spec: weight}: a dict as is; a name or a list of names ({name: weight} items) -> weight 1."""
+    if isinstance(v, str):
+        v = [v]
+    if isinstance(v, (list, tuple)):
+        out = {}
+        for item in v:
+            out.update(item if isinstance(item, dict) else {item: 1.0})
+        return out
+    return v
 
 
 def to_prompt(row: dict, system_prompt: str | None = None) -> dict:

@@ -52,9 +52,9 @@ class Params(StageParams):
     @field_validator("rewards", mode="before")
     @classmethod
     def _weights(cls, v):
-        from r1lab.stages.grpo import Params as G
+        from r1lab.stages.grpo import reward_weights
 
-        return G._weights(v)
+        return reward_weights(v)
 
 
 def prompt_messages(row: dict, system_prompt: str | None) -> list[dict]:
