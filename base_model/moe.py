@@ -89,7 +89,9 @@ class MoE(nn.Module):
         return y.view(b, s, d) + self.shared_experts(x)
 
     def _sequence_balance_loss(self, scores: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-        """α Σ_i f_i P_i per sequence, averaged: f_i = E/(K·S)·#tokens choosing i, P_i = mean_s s_i/Σ_j s_j."""
+        """α Σ_i f_i P_i per sequence, averaged: f_i = E/(K·S)·#tokens choosing i, P_i = mean_s s_i/Σ_j s_j.
+        Every position counts, padding included (the MoE layer does not see the attention mask); with α = 1e-4
+        this only slightly dilutes the term for heavily padded batches."""
         b, s, e = scores.shape
         chosen = torch.zeros(b, s, e, device=scores.device).scatter_(2, idx, 1.0).sum(1)   # [B, E]
         f = chosen * e / (self.top_k * s)
