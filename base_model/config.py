@@ -38,8 +38,8 @@ PRESETS: dict[str, dict] = {
                  q_lora_rank=128, kv_lora_rank=64, qk_nope_head_dim=32, qk_rope_head_dim=16, v_head_dim=32,
                  n_routed_experts=8, n_shared_experts=1, num_experts_per_tok=2, n_group=4, topk_group=2,
                  routed_scaling_factor=1.0, num_nextn_predict_layers=1, max_position_embeddings=1024),
-    # distillation student for `tiny`: ≤ 1/4 of its parameters
-    "student": dict(vocab_size=4096, hidden_size=128, intermediate_size=384, moe_intermediate_size=64,
+    # distillation student for `tiny`: ≤ 1/4 of its parameters (MTP not counted on either side)
+    "student": dict(vocab_size=4096, hidden_size=128, intermediate_size=256, moe_intermediate_size=48,
                     num_hidden_layers=3, first_k_dense_replace=1, num_attention_heads=4, num_key_value_heads=4,
                     q_lora_rank=64, kv_lora_rank=32, qk_nope_head_dim=16, qk_rope_head_dim=16, v_head_dim=16,
                     n_routed_experts=4, n_shared_experts=1, num_experts_per_tok=2, n_group=2, topk_group=1,

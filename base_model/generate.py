@@ -117,7 +117,7 @@ def _decode_mtp(model, ids, mask, max_new_tokens, checker):
     cache, mcache = model.new_cache(b, cap), model.new_cache(b, cap, mtp=True)
 
     def main(tokens, mask):
-        h, _ = inner(tokens, mask, None, None, cache)
+        h = inner(tokens, mask, None, None, cache).last_hidden_state
         cache.length += tokens.shape[1]
         return h, torch.log_softmax(head(h).float(), -1)
 

@@ -38,6 +38,13 @@ class DeepSeekCausalLMOutput(ModelOutput):
     hidden_states: tuple | None = None
 
 
+@dataclass
+class DeepSeekModelOutput(ModelOutput):
+    last_hidden_state: torch.Tensor | None = None   # final-normed hidden states [B, S, D]
+    rope_and_mask: tuple | None = None              # (cos, sin, mask), reused by the MTP heads
+    past_key_values: object | None = None
+
+
 class DeepSeekPreTrainedModel(PreTrainedModel):
     config_class = DeepSeekConfig
     base_model_prefix = "model"
@@ -108,8 +115,11 @@ class DeepSeekModel(DeepSeekPreTrainedModel):
         self.embed_tokens = value
 
     def forward(self, input_ids=None, attention_mask=None, position_ids=None, inputs_embeds=None,
-                cache: LatentCache | None = None):
-        """Returns (final-normed hidden [B,S,D], (cos, sin, mask)) — the extras are reused by the MTP heads."""
+                cache: LatentCache | None = None, past_key_values=None, **kwargs) -> DeepSeekModelOutput:
+        """Final-normed hidden states [B,S,D] (+ cos, sin, mask for the MTP heads). `cache` is a LatentCache;
+        transformers-style kwargs (use_cache, output_attentions, ...) are accepted and ignored."""
+        if cache is None and isinstance(past_key_values, LatentCache):
+            cache = past_key_values
         x = self.embed_tokens(input_ids) if inputs_embeds is None else inputs_embeds
         b, s, _ = x.shape
         past = cache.length if cache is not None else 0
@@ -122,7 +132,7 @@ class DeepSeekModel(DeepSeekPreTrainedModel):
                 x = self._gradient_checkpointing_func(layer.__call__, x, cos, sin, mask, None)
             else:
                 x = layer(x, cos, sin, mask, cache)
-        return self.norm(x), (cos, sin, mask)
+        return DeepSeekModelOutput(self.norm(x), (cos, sin, mask), cache)
 
 
 class DeepSeekForCausalLM(DeepSeekPreTrainedModel, GenerationMixin):
@@ -153,7 +163,8 @@ class DeepSeekForCausalLM(DeepSeekPreTrainedModel, GenerationMixin):
                 inputs_embeds=None, labels=None, use_cache=None, logits_to_keep=0, num_items_in_batch=None,
                 return_dict=None, **kwargs) -> DeepSeekCausalLMOutput:
         cache = past_key_values if isinstance(past_key_values, LatentCache) else None
-        h, (cos, sin, mask) = self.model(input_ids, attention_mask, position_ids, inputs_embeds, cache)
+        out = self.model(input_ids, attention_mask, position_ids, inputs_embeds, cache)
+        h, (cos, sin, mask) = out.last_hidden_state, out.rope_and_mask
         if cache is not None:
             cache.length += h.shape[1]
         kept = h if not logits_to_keep else (h[:, -logits_to_keep:] if isinstance(logits_to_keep, int)
@@ -248,6 +259,6 @@ def _shifted_ce(logits, labels, num_items_in_batch=None):
 
 def _load_stats(loads: list[torch.Tensor]) -> dict:
     if not loads:
-        return {"max_over_mean": 1.0, "per_layer_max_over_mean": []}
+        return {"max_over_mean": 1.0, "per_layer_max_over_mean": [], "load": torch.zeros(0)}
     per_layer = [float(l.max() / l.mean()) if l.sum() > 0 else 1.0 for l in loads]
-    return {"max_over_mean": max(per_layer), "per_layer_max_over_mean": per_layer}
+    return {"max_over_mean": max(per_layer), "per_layer_max_over_mean": per_layer, "load": torch.stack(loads)}

@@ -1,0 +1,183 @@
+"""`r1lab` command line: run / validate / status a pipeline YAML, list rewards, tasks and stage kinds, eval.
+
+    r1lab run pipelines/r1_smoke.yaml                       # run; finished stages are skipped
+    r1lab run P.yaml --set stages.sft.lr=1e-5 --from sft     # override a key, rerun from a stage on
+    r1lab validate P.yaml                                    # check the YAML, do nothing
+    r1lab status P.yaml                                      # what is done, what would run and why
+    r1lab rewards list | r1lab tasks | r1lab stages
+    r1lab eval --model PATH --benchmarks gsm8k,math500 ...   # (r1lab/eval)
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+EPILOG = """examples:
+  r1lab run pipelines/r1_smoke.yaml
+  r1lab run pipelines/r1_tiny.yaml --set stages.cold_start.lr=3e-4 --set seed=1
+  r1lab run pipelines/r1_tiny.yaml --from grpo        # rerun grpo and everything after it
+  r1lab run pipelines/r1_tiny.yaml --only eval        # run one stage (its inputs must be done)
+  r1lab status pipelines/r1_tiny.yaml
+A rerun skips stages whose done.json fingerprint matches, resumes an interrupted stage from its last
+checkpoint, and reruns every stage downstream of a change. Artifacts: OUTPUT_DIR/STAGE/{model,data,
+checkpoints,plots,metrics.jsonl,report.md,done.json}; OUTPUT_DIR/report.md gathers them."""
+
+
+def _add_pipeline_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("pipeline", help="pipeline YAML file")
+    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key, e.g. stages.sft.lr=1e-5 or seed=3 (repeatable; value parsed as YAML)")
+
+
+def _load(args):
+    from r1lab.config import load_pipeline
+
+    return load_pipeline(args.pipeline, args.sets)
+
+
+def cmd_validate(args) -> int:
+    cfg = _load(args)
+    print(f"{args.pipeline}: ok — {cfg.name}: {len(cfg.stage_list)} stages "
+          f"({' -> '.join(f'{s.name}:{s.kind}' for s in cfg.stage_list)}), output_dir {cfg.output_dir}")
+    return 0
+
+
+def cmd_status(args) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from r1lab.pipeline import status
+
+    cfg = _load(args)
+    table = Table(title=f"{cfg.name} — {cfg.output_dir}")
+    for c in ("stage", "kind", "state", "why", "metrics"):
+        table.add_column(c)
+    colors = {"done": "green", "stale": "yellow", "resumable": "cyan", "pending": "white"}
+    for st in status(cfg):
+        m = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in list(st.metrics.items())[:4]
+                      if not isinstance(v, (dict, list)))
+        table.add_row(st.name, st.kind, f"[{colors[st.state]}]{st.state}", st.reason, m)
+    Console().print(table)
+    return 0
+
+
+def cmd_run(args) -> int:
+    from r1lab.pipeline import run_pipeline
+
+    cfg = _load(args)
+    if args.output_dir:
+        cfg.output_dir = args.output_dir
+    run_pipeline(cfg, from_stage=args.from_stage, only=args.only)
+    return 0
+
+
+def cmd_rewards_list(args) -> int:
+    try:
+        import rewards
+
+        reg = rewards.list_rewards()
+    except (ImportError, AttributeError) as e:
+        print(f"rewards registry not available: {e}", file=sys.stderr)
+        return 1
+    for name, fn in sorted(reg.items()):
+        doc = (getattr(fn, "__doc__", None) or "").strip().splitlines()
+        print(f"{name:24s} {doc[0] if doc else ''}")
+    return 0
+
+
+def cmd_tasks(args) -> int:
+    import importlib
+
+    from r1lab.tasks import TASKS
+
+    for name, mod in TASKS.items():
+        doc = (importlib.import_module(mod).__doc__ or "").strip().splitlines()
+        print(f"{name:16s} {doc[0] if doc else ''}")
+    return 0
+
+
+def cmd_stages(args) -> int:
+    import importlib
+
+    from r1lab.stages import STAGE_KINDS
+
+    for kind, mod in STAGE_KINDS.items():
+        try:
+            m = importlib.import_module(mod)
+            doc = (m.__doc__ or "").strip().splitlines()
+            print(f"{kind:20s} {doc[0] if doc else ''}")
+        except ImportError:
+            print(f"{kind:20s} (not available)")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="r1lab", description="DeepSeek-R1-style post-training as stages in one YAML.",
+                                 epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    from r1lab import __version__
+
+    ap.add_argument("--version", action="version", version=f"r1lab {__version__}")
+    sub = ap.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("run", help="run a pipeline (skips done stages, resumes interrupted ones)",
+                       description="Run a pipeline YAML. Finished stages are skipped, an interrupted stage resumes "
+                                   "from its last checkpoint, stages downstream of a change rerun.")
+    _add_pipeline_args(p)
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--from", dest="from_stage", metavar="STAGE", help="rerun STAGE and every stage after it")
+    g.add_argument("--only", metavar="STAGE", help="run just STAGE (the stages it reads from must be done)")
+    p.add_argument("--output-dir", help="override output_dir")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("validate", help="validate a pipeline YAML without running anything")
+    _add_pipeline_args(p)
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("status", help="show which stages are done and which would run, and why")
+    _add_pipeline_args(p)
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("rewards", help="reward functions (registry)")
+    rs = p.add_subparsers(dest="rewards_command", metavar="SUBCOMMAND")
+    rl = rs.add_parser("list", help="list the registered rewards")
+    rl.set_defaults(func=cmd_rewards_list)
+    p.set_defaults(func=lambda a: (p.print_help(), 0)[1])
+
+    p = sub.add_parser("tasks", help="list the synthetic tasks")
+    p.set_defaults(func=cmd_tasks)
+    p = sub.add_parser("stages", help="list the stage kinds")
+    p.set_defaults(func=cmd_stages)
+
+    try:
+        from r1lab.eval.cli import add_eval_command
+    except ImportError:
+        add_eval_command = None
+    if add_eval_command is not None:
+        add_eval_command(sub)
+    else:
+        p = sub.add_parser("eval", help="evaluate a model on benchmarks (not installed yet)")
+        p.set_defaults(func=lambda a: (print("r1lab eval: r1lab/eval is not available yet", file=sys.stderr), 1)[1])
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    from r1lab.config import ConfigError
+    from r1lab.pipeline import PipelineError
+
+    ap = build_parser()
+    args = ap.parse_args(argv)
+    if not getattr(args, "func", None):
+        ap.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except PipelineError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,447 @@
+"""The runner: stages in order, artifacts under OUTPUT_DIR/STAGE, fingerprints, skip / resume / rerun.
+
+Fingerprint of a stage = sha256 of (its resolved config, the fingerprints of the stages it reads from, the
+starting model and tokenizer when it has no `from:`, the content of local data files it reads, the pipeline
+seed, the r1lab version). Fingerprints chain, so a change anywhere reaches every stage downstream of it.
+
+For each stage, in order:
+  done.json present with the same fingerprint  -> skip ("done")
+  attempt.json with the same fingerprint, no done.json -> run again; the stage resumes from its newest
+      complete checkpoint (ctx.resume_checkpoint())
+  otherwise -> delete done.json, wipe the stage dir, run from scratch
+After `run(ctx)` returns: plots from metrics.jsonl, report.md, then done.json (atomically, last). A kill at
+any moment therefore leaves either a done.json that describes complete artifacts, or no done.json.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import r1lab
+from pydantic import BaseModel
+
+from r1lab.config import DataSpec, PipelineConfig, TokenizerSpec, _stage_refs, known_presets
+from r1lab.stages import get_stage_module
+from r1lab.stages.base import StageContext, atomic_dir, atomic_write_json, atomic_write_text, read_jsonl
+
+DONE, ATTEMPT = "done.json", "attempt.json"
+
+
+class PipelineError(RuntimeError):
+    pass
+
+
+# ----------------------------------------------------------------------------- fingerprints
+
+def _sha(obj) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def file_fingerprint(path: str | Path, max_bytes: int = 64 << 20) -> str:
+    """Content hash of a file or a directory tree (files above max_bytes: name, size and mtime only)."""
+    p = Path(path)
+    files = [p] if p.is_file() else sorted(x for x in p.rglob("*") if x.is_file() and not x.name.startswith("."))
+    h = hashlib.sha256()
+    for f in files:
+        st = f.stat()
+        h.update(str(f.relative_to(p) if p.is_dir() else f.name).encode())
+        if st.st_size <= max_bytes:
+            h.update(f.read_bytes())
+        else:
+            h.update(f"{st.st_size}:{int(st.st_mtime)}".encode())
+    return h.hexdigest()
+
+
+def tokenizer_fingerprint(cfg: PipelineConfig) -> str | None:
+    if cfg.tokenizer is None:
+        return None
+    if isinstance(cfg.tokenizer, TokenizerSpec):
+        return _sha({"tokenizer_spec": cfg.tokenizer.model_dump(), "seed": cfg.seed})
+    return file_fingerprint(cfg.tokenizer)
+
+
+def model_fingerprint(cfg: PipelineConfig, tok_fp: str | None) -> str:
+    if cfg.model in known_presets():
+        return _sha({"preset": cfg.model, "tokenizer": tok_fp, "seed": cfg.seed})
+    return file_fingerprint(cfg.model)
+
+
+def stage_fingerprints(cfg: PipelineConfig) -> dict[str, str]:
+    tok_fp = tokenizer_fingerprint(cfg)
+    model_fp = model_fingerprint(cfg, tok_fp)
+    fps: dict[str, str] = {}
+    for s in cfg.stage_list:
+        data_files = {}
+        for spec in _data_specs(s.params):
+            if spec.path:
+                data_files[spec.path] = file_fingerprint(spec.path)
+        fps[s.name] = _sha({
+            "stage": s.resolved(),
+            "inputs": {d: fps[d] for d in s.depends_on()},
+            "model": None if s.from_ else model_fp,
+            "tokenizer": tok_fp,
+            "data_files": data_files,
+            "seed": cfg.seed,
+            "version": r1lab.__version__,
+        })
+    return fps
+
+
+def _data_specs(obj):
+    if isinstance(obj, DataSpec):
+        yield obj
+    elif isinstance(obj, BaseModel):
+        for k in type(obj).model_fields:
+            yield from _data_specs(getattr(obj, k))
+    elif isinstance(obj, (list, tuple)):
+        for x in obj:
+            yield from _data_specs(x)
+    elif isinstance(obj, dict):
+        for x in obj.values():
+            yield from _data_specs(x)
+
+
+# ----------------------------------------------------------------------------- status
+
+@dataclass
+class StageStatus:
+    name: str
+    kind: str
+    state: str          # done | stale | resumable | pending
+    reason: str
+    fingerprint: str
+    metrics: dict = field(default_factory=dict)
+
+
+def _read_json(p: Path) -> dict | None:
+    try:
+        return json.loads(p.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+def status(cfg: PipelineConfig) -> list[StageStatus]:
+    """What is done, what would run and why."""
+    out = Path(cfg.output_dir)
+    fps = stage_fingerprints(cfg)
+    res = []
+    for s in cfg.stage_list:
+        d = out / s.name
+        done, att = _read_json(d / DONE), _read_json(d / ATTEMPT)
+        fp = fps[s.name]
+        if done and done.get("fingerprint") == fp:
+            res.append(StageStatus(s.name, s.kind, "done", "fingerprint matches", fp, done.get("metrics", {})))
+        elif att and att.get("fingerprint") == fp:
+            ck = StageContext(name=s.name, kind=s.kind, params=s.params, out_dir=d, output_dir=out, seed=cfg.seed,
+                              model_spec=cfg.model).resume_checkpoint()
+            res.append(StageStatus(s.name, s.kind, "resumable",
+                                   f"interrupted; resumes from {Path(ck).name}" if ck else "interrupted; no checkpoint yet", fp))
+        elif done:
+            res.append(StageStatus(s.name, s.kind, "stale", _why_stale(done, s, fps), fp))
+        else:
+            res.append(StageStatus(s.name, s.kind, "pending", "never ran", fp))
+    return res
+
+
+def _why_stale(done: dict, s, fps) -> str:
+    old = done.get("config")
+    if old is not None and old != s.resolved():
+        keys = sorted(k for k in set(old.get("params", {})) | set(s.resolved()["params"])
+                      if old.get("params", {}).get(k) != s.resolved()["params"].get(k))
+        return "config changed" + (f" ({', '.join(keys)})" if keys else "")
+    changed = [d for d, f in (done.get("inputs") or {}).items() if fps.get(d) != f]
+    if changed:
+        return f"input changed ({', '.join(changed)})"
+    return "fingerprint differs (model, tokenizer, data file or version)"
+
+
+# ----------------------------------------------------------------------------- materialising tokenizer / preset
+
+def ensure_tokenizer(cfg: PipelineConfig, out: Path, console) -> str | None:
+    """The pipeline's tokenizer dir; a TokenizerSpec is trained once into OUTPUT_DIR/_tokenizer."""
+    if cfg.tokenizer is None:
+        return None
+    if not isinstance(cfg.tokenizer, TokenizerSpec):
+        return str(cfg.tokenizer)
+    d = out / "_tokenizer"
+    fp = tokenizer_fingerprint(cfg)
+    done = _read_json(d / DONE)
+    if done and done.get("fingerprint") == fp:
+        return str(d / "tokenizer")
+    try:
+        from base_model.tokenizer import train_tokenizer
+    except ImportError as e:
+        raise PipelineError(f"tokenizer: training one needs base_model.tokenizer ({e}); give a tokenizer dir instead") from None
+    spec = cfg.tokenizer
+    seed = cfg.seed if spec.seed is None else spec.seed
+    console.print(f"[bold]tokenizer[/]: training a byte-level BPE, vocab {spec.vocab_size}")
+    texts = list(_tokenizer_texts(spec.docs, seed))
+    if (d / DONE).exists():
+        (d / DONE).unlink()
+    with atomic_dir(d / "tokenizer") as tmp:
+        train_tokenizer(texts, vocab_size=spec.vocab_size, save_dir=str(tmp))
+    atomic_write_json(d / DONE, {"fingerprint": fp, "texts": len(texts)})
+    return str(d / "tokenizer")
+
+
+def _tokenizer_texts(docs: int, seed: int):
+    try:
+        from base_model.corpus import synthetic_corpus
+
+        it = synthetic_corpus(seed=seed)
+        for i, doc in enumerate(it):
+            if i >= docs:
+                break
+            yield doc
+    except ImportError:
+        pass
+    from r1lab.tasks import TASKS, task_rows
+
+    for t in TASKS:
+        for r in task_rows(t, n=200, seed=seed):
+            yield r["prompt"] + "\n" + r["solution"]
+
+
+def ensure_preset_model(cfg: PipelineConfig, out: Path, tokenizer_path: str | None) -> str:
+    """A preset's randomly initialised weights (seeded), saved once under OUTPUT_DIR/_init/model."""
+    d = out / "_init"
+    fp = model_fingerprint(cfg, tokenizer_fingerprint(cfg))
+    done = _read_json(d / DONE)
+    if done and done.get("fingerprint") == fp:
+        return str(d / "model")
+    import torch
+    from transformers import AutoTokenizer
+
+    from base_model import DeepSeekForCausalLM, get_preset
+
+    tok = AutoTokenizer.from_pretrained(tokenizer_path)
+    torch.manual_seed(cfg.seed)
+    model = DeepSeekForCausalLM(get_preset(cfg.model, vocab_size=len(tok)))
+    if (d / DONE).exists():
+        (d / DONE).unlink()
+    with atomic_dir(d / "model") as tmp:
+        model.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+    atomic_write_json(d / DONE, {"fingerprint": fp})
+    return str(d / "model")
+
+
+# ----------------------------------------------------------------------------- plots and reports
+
+def make_plots(metrics_path: Path, plots_dir: Path, max_plots: int = 16) -> list[Path]:
+    rows = read_jsonl(metrics_path)
+    if len(rows) < 2:
+        return []
+    keys = []
+    for r in rows:
+        for k, v in r.items():
+            if k not in ("step", "time", "epoch") and isinstance(v, (int, float)) and not isinstance(v, bool) and k not in keys:
+                keys.append(k)
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    plots_dir.mkdir(parents=True, exist_ok=True)
+    made = []
+    for k in keys[:max_plots]:
+        pts = [(r["step"], r[k]) for r in rows if isinstance(r.get(k), (int, float)) and not isinstance(r.get(k), bool)]
+        if len(pts) < 2:
+            continue
+        fig, ax = plt.subplots(figsize=(5, 3.2))
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="." if len(pts) < 50 else None)
+        ax.set_xlabel("step")
+        ax.set_title(k)
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+        name = "".join(c if c.isalnum() or c in "-_" else "_" for c in k) + ".png"
+        tmp = plots_dir / f".{name}.tmp.png"
+        fig.savefig(tmp, dpi=80)
+        plt.close(fig)
+        os.replace(tmp, plots_dir / name)
+        made.append(plots_dir / name)
+    return made
+
+
+def _fmt(v) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
+
+
+def stage_report(s, ctx: StageContext, metrics: dict, plots: list[Path], seconds: float) -> str:
+    import yaml
+
+    lines = [f"# {s.name} ({s.kind})", ""]
+    if s.from_:
+        lines.append(f"Starts from stage `{s.from_}`.")
+    lines += [f"Ran {seconds:.1f} s{' (resumed from a checkpoint)' if ctx.resumed else ''}.", ""]
+    lines += ctx._report + [""] if ctx._report else []
+    lines += ["## Final metrics", "", "| metric | value |", "|---|---|"]
+    lines += [f"| {k} | {_fmt(v)} |" for k, v in metrics.items() if not isinstance(v, (dict, list))]
+    if plots:
+        lines += ["", "## Curves", ""] + [f"![{p.stem}](plots/{p.name})" for p in plots]
+    lines += ["", "## Parameters", "", "```yaml", yaml.safe_dump(s.resolved()["params"], sort_keys=True).rstrip(), "```", ""]
+    return "\n".join(lines)
+
+
+def run_report(cfg: PipelineConfig, out: Path, results: list[dict]) -> str:
+    lines = [f"# {cfg.name}", "", cfg.description or "", "",
+             "| stage | kind | this run | seconds | metrics |", "|---|---|---|---|---|"]
+    for r in results:
+        m = r.get("metrics") or {}
+        short = ", ".join(f"{k}={_fmt(v)}" for k, v in list(m.items())[:6] if not isinstance(v, (dict, list)))
+        lines.append(f"| [{r['name']}]({r['name']}/report.md) | {r['kind']} | {r['action']} | "
+                     f"{r.get('seconds', 0):.1f} | {short} |")
+    for r in results:
+        plots = sorted((out / r["name"] / "plots").glob("*.png"))
+        if plots:
+            lines += ["", f"## {r['name']}", ""] + [f"![{r['name']} {p.stem}]({r['name']}/plots/{p.name})" for p in plots]
+    return "\n".join(lines) + "\n"
+
+
+# ----------------------------------------------------------------------------- run
+
+def _console(console=None):
+    if console is not None:
+        return console
+    from rich.console import Console
+
+    return Console()
+
+
+def run_pipeline(cfg: PipelineConfig, from_stage: str | None = None, only: str | None = None, console=None) -> list[dict]:
+    """Run (or skip / resume) every stage. Returns one dict per stage: name, kind, action
+    (skipped | ran | resumed), seconds, metrics."""
+    console = _console(console)
+    _quiet_libraries()
+    names = [s.name for s in cfg.stage_list]
+    for flag, v in (("--from", from_stage), ("--only", only)):
+        if v is not None and v not in names:
+            raise PipelineError(f"{flag} {v}: no such stage; stages: {', '.join(names)}")
+    out = Path(cfg.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    import yaml
+
+    atomic_write_text(out / "pipeline.resolved.yaml", yaml.safe_dump(cfg.resolved(), sort_keys=False))
+    fps = stage_fingerprints(cfg)
+    needed = set()
+    if only:
+        todo = [only]
+        while todo:
+            for d in cfg.stage(todo.pop()).depends_on():
+                if d not in needed:
+                    needed.add(d)
+                    todo.append(d)
+    start_idx = names.index(from_stage) if from_stage else None
+
+    tokenizer_path = ensure_tokenizer(cfg, out, console)
+    init_model: dict[str, str] = {}
+
+    def model_path_fn():
+        if "path" not in init_model:
+            init_model["path"] = ensure_preset_model(cfg, out, tokenizer_path)
+        return init_model["path"]
+
+    finished_models: dict[str, str] = {}
+    finished_data: dict[str, str] = {}
+    results: list[dict] = []
+
+    def register(name: str):
+        d = out / name
+        if (d / "model" / "config.json").exists():
+            finished_models[name] = str(d / "model")
+        if any((d / "data").glob("*.jsonl")):
+            finished_data[name] = str(d / "data")
+
+    for i, s in enumerate(cfg.stage_list):
+        d = out / s.name
+        fp = fps[s.name]
+        done = _read_json(d / DONE)
+        is_done = bool(done and done.get("fingerprint") == fp)
+        force = (start_idx is not None and i >= start_idx) or only == s.name
+        if only and s.name != only:
+            if is_done:
+                register(s.name)
+            elif s.name in needed:
+                raise PipelineError(f"--only {only}: it needs stage {s.name!r}, which is not done; run without --only first")
+            continue
+        if is_done and not force:
+            console.print(f"[green]✓[/] {s.name} ({s.kind}): done, skipped")
+            register(s.name)
+            results.append({"name": s.name, "kind": s.kind, "action": "skipped", "seconds": done.get("seconds", 0.0),
+                            "metrics": done.get("metrics", {})})
+            continue
+        att = _read_json(d / ATTEMPT)
+        resume = not force and bool(att and att.get("fingerprint") == fp) and not is_done
+        if not resume:
+            if (d / DONE).exists():
+                (d / DONE).unlink()          # first, so a kill while wiping never leaves a trusted done.json
+            if d.exists():
+                shutil.rmtree(d)
+        d.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(d / ATTEMPT, {"fingerprint": fp, "started": time.time(),
+                                        "attempts": (att or {}).get("attempts", 0) + 1 if resume else 1})
+        why = "resuming an interrupted run" if resume else ("forced" if force else
+              ("config or inputs changed" if done else "first run"))
+        console.rule(f"[bold]{s.name}[/] ({s.kind}) — {why}")
+        ctx = StageContext(
+            name=s.name, kind=s.kind, params=s.params, out_dir=d, output_dir=out, seed=cfg.seed,
+            model_spec=cfg.model, from_stage=s.from_, tokenizer_path=_tokenizer_for(s, out, tokenizer_path),
+            pipeline=cfg, resumed=resume, console=console, base_dir=Path(cfg.base_dir or "."),
+            _model_path_fn=model_path_fn, _finished_models=dict(finished_models), _finished_data=dict(finished_data),
+        )
+        mod = get_stage_module(s.kind)
+        t0 = time.time()
+        try:
+            metrics = mod.run(ctx) or {}
+        except Exception as e:
+            console.print(f"[red]✗ {s.name} failed: {type(e).__name__}: {e}[/]\n  (rerun to resume from its last checkpoint)")
+            raise
+        secs = time.time() - t0
+        plots = make_plots(ctx.metrics_path, ctx.plots_dir)
+        atomic_write_text(d / "report.md", stage_report(s, ctx, metrics, plots, secs))
+        atomic_write_json(d / DONE, {
+            "fingerprint": fp, "name": s.name, "kind": s.kind, "config": s.resolved(),
+            "inputs": {dep: fps[dep] for dep in s.depends_on()}, "version": r1lab.__version__,
+            "metrics": metrics, "seconds": round(secs, 2), "finished": time.time(), "resumed": resume,
+        })
+        register(s.name)
+        console.print(f"[green]✓[/] {s.name} finished in {secs:.1f} s: " +
+                      ", ".join(f"{k}={_fmt(v)}" for k, v in list(metrics.items())[:6] if not isinstance(v, (dict, list))))
+        results.append({"name": s.name, "kind": s.kind, "action": "resumed" if resume else "ran",
+                        "seconds": secs, "metrics": metrics})
+
+    if not only:
+        atomic_write_text(out / "report.md", run_report(cfg, out, results))
+        if all(r["action"] == "skipped" for r in results):
+            console.print(f"[bold green]Every stage is done[/] ({len(results)} stages); nothing to run.")
+    return results
+
+
+def _quiet_libraries() -> None:
+    """Our rich progress replaces the libraries' own bars and log prints."""
+    try:
+        import datasets
+
+        datasets.disable_progress_bars()
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+        hf_logging.set_verbosity_error()
+    except ImportError:  # pragma: no cover
+        pass
+
+
+def _tokenizer_for(s, out: Path, pipeline_tok: str | None) -> str | None:
+    """The from-stage's saved tokenizer (it may carry a chat template set there), else the pipeline's."""
+    if s.from_:
+        m = out / s.from_ / "model"
+        if (m / "tokenizer_config.json").exists():
+            return str(m)
+    return pipeline_tok

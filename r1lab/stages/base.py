@@ -1,0 +1,350 @@
+"""What a stage sees: the `StageContext` the pipeline hands to `run(ctx)`, plus the small file helpers
+every stage shares (atomic writes, metrics logging, a TRL/transformers callback that logs and shows progress).
+
+A stage kind is a module `r1lab/stages/<kind>.py` with
+
+    class Params(StageParams): ...        # its typed YAML parameters (unknown keys are errors)
+    def run(ctx: StageContext) -> dict:   # does the work, returns its final metrics (JSON-able)
+
+and, optionally, `def depends_on(params) -> list[str]` naming extra earlier stages whose artifacts it
+reads (beyond `from:` and any `DataSpec(stage=...)` inside params, which are found automatically).
+
+Everything a stage writes goes under `ctx.out_dir` (OUTPUT_DIR/STAGE): `ctx.save_model()` -> model/,
+`ctx.write_jsonl()` -> data/, checkpoints/ (use `ctx.checkpoint_dir`, `ctx.resume_checkpoint()`,
+`ctx.mark_checkpoint_complete()`), `ctx.log()` -> metrics.jsonl, `ctx.add_report()` -> report.md.
+The pipeline writes done.json after `run` returns; nothing in the directory is trusted without it.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from pydantic import BaseModel, ConfigDict
+
+COMPLETE_MARKER = ".complete"  # a checkpoint dir is trusted only once this file exists
+
+
+class StageParams(BaseModel):
+    """Base of every stage kind's `Params`: unknown keys are errors, so typos fail validation."""
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+
+# ----------------------------------------------------------------------------- atomic file helpers
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    """Write `text` to a temp file in the same directory, fsync, then rename over `path` (atomic on POSIX)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def atomic_write_json(path: str | Path, obj: Any) -> Path:
+    return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+
+
+@contextmanager
+def atomic_dir(path: str | Path):
+    """Yield a temp directory next to `path`; on success it replaces `path` in one rename.
+
+    A kill at any moment leaves either the old `path` (or none) or the complete new one, never a half one.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+    try:
+        yield tmp
+        if path.exists():
+            old = path.with_name(f".{path.name}.old.{os.getpid()}")
+            os.replace(path, old)
+            os.replace(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def read_jsonl(path: str | Path) -> list[dict]:
+    """Read a JSONL file, skipping a torn last line (a kill -9 while appending)."""
+    rows = []
+    p = Path(path)
+    if not p.exists():
+        return rows
+    with open(p, encoding="utf-8") as f:
+        for line in f:
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    return rows
+
+
+def write_jsonl(path: str | Path, rows: Iterable[dict]) -> Path:
+    """Atomically write rows as JSONL."""
+    return atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False, default=str) + "\n" for r in rows))
+
+
+# ----------------------------------------------------------------------------- the context
+
+@dataclass
+class StageContext:
+    """Everything a stage needs from the pipeline. Built by `r1lab.pipeline`; tests may build one by hand."""
+
+    name: str
+    kind: str
+    params: Any                      # the kind's validated Params instance
+    out_dir: Path                    # OUTPUT_DIR/STAGE
+    output_dir: Path                 # OUTPUT_DIR (the pipeline's root)
+    seed: int
+    model_spec: str                  # the pipeline's `model:` (preset name or path)
+    from_stage: str | None = None    # the `from:` stage, if any
+    tokenizer_path: str | None = None
+    pipeline: Any = None             # the whole PipelineConfig (read-only)
+    resumed: bool = False            # True when the pipeline found this stage's checkpoints from a killed run
+    console: Any = None              # rich Console (None -> a default one)
+    base_dir: Path = field(default_factory=Path.cwd)   # relative data paths resolve against this
+    _model_path_fn: Callable[[], str] | None = None    # lazily materialises a preset's initial weights
+    _finished_models: dict[str, str] = field(default_factory=dict)
+    _finished_data: dict[str, str] = field(default_factory=dict)
+    _report: list[str] = field(default_factory=list)
+
+    # --- where things go
+    @property
+    def model_dir(self) -> Path:
+        """Where the stage's final model goes (use `save_model`)."""
+        return self.out_dir / "model"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.out_dir / "data"
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.out_dir / "checkpoints"
+
+    @property
+    def plots_dir(self) -> Path:
+        return self.out_dir / "plots"
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.out_dir / "metrics.jsonl"
+
+    # --- what it starts from
+    @property
+    def model_preset(self) -> str | None:
+        """The pipeline's `model:` when it names a preset and this stage has no `from:` (pretrain uses it)."""
+        if self.from_stage is None and not _looks_like_path(self.model_spec):
+            return self.model_spec
+        return None
+
+    @property
+    def model_path(self) -> str:
+        """Model directory to start from: the `from:` stage's model/, else the pipeline's model (a path, or a
+        preset materialised once with random weights under OUTPUT_DIR/_init/model)."""
+        if self.from_stage is not None:
+            return str(self.output_dir / self.from_stage / "model")
+        if _looks_like_path(self.model_spec):
+            return str(Path(self.model_spec))
+        if self._model_path_fn is None:
+            raise RuntimeError(f"stage {self.name}: model {self.model_spec!r} is a preset and no materialiser was given")
+        return self._model_path_fn()
+
+    def stage_model_paths(self) -> dict[str, str]:
+        """name -> model dir of every finished earlier stage that saved a model (for eval across stages)."""
+        return dict(self._finished_models)
+
+    def stage_data_paths(self) -> dict[str, str]:
+        """name -> data dir of every finished earlier stage that wrote data/*.jsonl."""
+        return dict(self._finished_data)
+
+    # --- data
+    def load_data(self, spec) -> "datasets.Dataset":  # noqa: F821
+        """Load one data source: a `DataSpec`, a dict like it, or a string ('task:NAME', 'stage:NAME', a path)."""
+        from r1lab.data.loaders import load_spec
+
+        return load_spec(spec, output_dir=self.output_dir, seed=self.seed, base_dir=self.base_dir)
+
+    def load_mixture(self, specs, size: int | None = None) -> "datasets.Dataset":  # noqa: F821
+        """Load several sources and mix them by their `weight`s (see r1lab.data.loaders.mix)."""
+        from r1lab.data.loaders import load_mixture
+
+        return load_mixture(specs, output_dir=self.output_dir, seed=self.seed, size=size, base_dir=self.base_dir)
+
+    def write_jsonl(self, name: str, rows: Iterable[dict]) -> Path:
+        """Atomically write data/NAME(.jsonl) — the stage's data artifact."""
+        if not name.endswith(".jsonl"):
+            name += ".jsonl"
+        return write_jsonl(self.data_dir / name, rows)
+
+    # --- metrics, progress, report
+    def log(self, metrics: dict, step: int) -> None:
+        """Append one JSON line {"step": step, **metrics} to metrics.jsonl (flushed, so a kill loses at most it)."""
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        row = {"step": int(step), "time": round(time.time(), 3)}
+        for k, v in metrics.items():
+            row[k] = _jsonable(v)
+        with open(self.metrics_path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(row) + "\n")
+            f.flush()
+
+    def truncate_metrics(self, step: int) -> None:
+        """On resume from a checkpoint at `step`, drop the lines logged after it (they will be logged again)."""
+        rows = [r for r in read_jsonl(self.metrics_path) if r.get("step", 0) <= step]
+        write_jsonl(self.metrics_path, rows)
+
+    def add_report(self, markdown: str) -> None:
+        """Add a paragraph to the stage's report.md (the pipeline adds params, final metrics and plots)."""
+        self._report.append(markdown)
+
+    @contextmanager
+    def progress(self, total: int | None, description: str | None = None, completed: int = 0):
+        """Rich progress bar for this stage; yields `update(advance=1, completed=None, **fields)`."""
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        cols = [TextColumn("[bold blue]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[info]}")]
+        with Progress(*cols, console=self.console, transient=False) as prog:
+            task = prog.add_task(description or self.name, total=total, completed=completed, info="")
+
+            def update(advance: int = 0, completed: int | None = None, **fields):
+                info = " ".join(f"{k}={_fmt(v)}" for k, v in fields.items())
+                if completed is not None:
+                    prog.update(task, completed=completed, info=info or prog.tasks[task].fields["info"])
+                else:
+                    prog.update(task, advance=advance, info=info or prog.tasks[task].fields["info"])
+
+            yield update
+
+    def print(self, *args, **kwargs) -> None:
+        from rich.console import Console
+
+        (self.console or Console()).print(*args, **kwargs)
+
+    # --- model and checkpoints
+    def save_model(self, model, tokenizer=None) -> Path:
+        """save_pretrained (safetensors) + tokenizer into model/, atomically."""
+        with atomic_dir(self.model_dir) as tmp:
+            model.save_pretrained(tmp, safe_serialization=True)
+            if tokenizer is not None:
+                tokenizer.save_pretrained(tmp)
+        return self.model_dir
+
+    def resume_checkpoint(self) -> str | None:
+        """The newest complete `checkpoints/checkpoint-N` (with its `.complete` marker), or None.
+
+        Incomplete ones (a kill during the save) are deleted so nothing half-written is ever loaded."""
+        best, best_step = None, -1
+        if not self.checkpoint_dir.is_dir():
+            return None
+        for d in self.checkpoint_dir.iterdir():
+            m = re.fullmatch(r"checkpoint-(\d+)", d.name)
+            if not (m and d.is_dir()):
+                continue
+            if not (d / COMPLETE_MARKER).exists():
+                shutil.rmtree(d, ignore_errors=True)
+                continue
+            if int(m.group(1)) > best_step:
+                best, best_step = str(d), int(m.group(1))
+        return best
+
+    @staticmethod
+    def mark_checkpoint_complete(checkpoint: str | Path) -> None:
+        atomic_write_text(Path(checkpoint) / COMPLETE_MARKER, "ok\n")
+
+    def trainer_callback(self, total_steps: int | None = None):
+        """A transformers TrainerCallback: logs to metrics.jsonl, shows rich progress, marks checkpoints complete,
+        and calls `model.update_expert_bias()` after each step for models that have it (DeepSeek MoE balancing)."""
+        from r1lab.stages._callback import make_callback
+
+        return make_callback(self, total_steps)
+
+
+def _looks_like_path(spec: str) -> bool:
+    return os.sep in spec or spec.startswith(".") or Path(spec).exists()
+
+
+def _jsonable(v):
+    try:
+        import torch
+
+        if isinstance(v, torch.Tensor):
+            return v.item() if v.numel() == 1 else v.tolist()
+    except ImportError:  # pragma: no cover
+        pass
+    if isinstance(v, float) and v != v:
+        return None
+    return v
+
+
+def _fmt(v):
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+# ----------------------------------------------------------------------------- model / tokenizer loading
+
+DEFAULT_CHAT_TEMPLATE = (
+    "{%- for message in messages -%}"
+    "{{ '<|' + message['role'] + '|>\\n' + message['content'] + eos_token + '\\n' }}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{ '<|assistant|>\\n' }}{%- endif -%}"
+)
+
+
+def load_tokenizer(path: str, chat_template: str | None = None):
+    """AutoTokenizer from a local dir, with a pad token (EOS if none) and a chat template (the given one, the
+    tokenizer's own, or DEFAULT_CHAT_TEMPLATE). `chat_template` may be a .jinja file path or the template text."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(path)
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    if chat_template:
+        p = Path(chat_template)
+        tok.chat_template = p.read_text() if p.suffix in (".jinja", ".j2") and p.exists() else chat_template
+    elif not getattr(tok, "chat_template", None):
+        tok.chat_template = DEFAULT_CHAT_TEMPLATE
+    return tok
+
+
+def load_model(path: str, dtype=None, **kw):
+    """A causal LM from a local dir: base_model.DeepSeekForCausalLM for deepseek_v3 checkpoints when base_model
+    is available (keeps MTP, the fast generate and expert balancing), AutoModelForCausalLM otherwise."""
+    import torch
+
+    dtype = dtype or torch.float32
+    cfg = json.loads((Path(path) / "config.json").read_text()) if (Path(path) / "config.json").exists() else {}
+    if cfg.get("model_type") == "deepseek_v3":
+        try:
+            from base_model import DeepSeekForCausalLM
+
+            return DeepSeekForCausalLM.from_pretrained(path, dtype=dtype, **kw)
+        except ImportError:
+            pass
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(path, dtype=dtype, **kw)

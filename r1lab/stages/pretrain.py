@@ -1,0 +1,68 @@
+"""`pretrain` stage: a thin adapter over base_model.pretrain.pretrain (the one pretraining loop).
+
+Params are PretrainConfig's fields minus those the pipeline owns (`out` = the stage dir, `seed` = the
+pipeline seed, `resume` = whether the pipeline found an interrupted attempt). `preset` defaults to the
+pipeline's `model:` preset and `tokenizer` to the pipeline's tokenizer (without one, pretraining trains its
+own on the corpus and saves it with the model, where later stages find it). Only the keys written in the
+YAML are passed, so PretrainConfig.for_preset's per-preset run defaults apply to the rest.
+pretrain() writes model/, checkpoints/ (atomic, bitwise-exact resume), metrics.jsonl and plots/ itself.
+"""
+from __future__ import annotations
+
+from pydantic import create_model
+
+from r1lab.stages.base import StageContext, StageParams
+
+PIPELINE_OWNED = ("out", "seed", "resume")
+
+
+def _make_params():
+    try:
+        from base_model.pretrain import PretrainConfig
+    except ImportError:  # base_model.pretrain not there: accept nothing but say why at run time
+        return create_model("Params", __base__=StageParams)
+    fields = {}
+    for k, f in PretrainConfig.model_fields.items():
+        if k in PIPELINE_OWNED:
+            continue
+        if k in ("preset", "tokenizer"):
+            fields[k] = (str | None, None)
+        else:
+            fields[k] = (f.annotation, f)
+    return create_model("Params", __base__=StageParams, __doc__=PretrainConfig.__doc__, **fields)
+
+
+Params = _make_params()
+
+
+def run(ctx: StageContext) -> dict:
+    import json
+
+    from base_model.pretrain import PretrainConfig, pretrain
+
+    p = ctx.params
+    given = p.model_dump(exclude_unset=True)
+    preset = given.pop("preset", None) or ctx.model_preset
+    if preset is None:
+        raise ValueError(f"stage {ctx.name}: pretrain needs a model preset (the pipeline's `model:` is "
+                         f"{ctx.model_spec!r}); set `preset:` on the stage")
+    tok = given.pop("tokenizer", None) or ctx.tokenizer_path
+    cfg = PretrainConfig.for_preset(preset, **given, out=str(ctx.out_dir), seed=ctx.seed,
+                                    resume=ctx.resumed, **({"tokenizer": tok} if tok else {}))
+    model_dir = pretrain(cfg)
+    rows = [json.loads(x) for x in open(ctx.metrics_path) if x.strip()] if ctx.metrics_path.exists() else []
+    last = rows[-1] if rows else {}
+    n_params = None
+    try:
+        cfg_json = json.loads((model_dir / "config.json").read_text())
+        n_params = cfg_json.get("num_parameters")
+    except Exception:  # noqa: BLE001
+        pass
+    ctx.add_report(f"Pretrained preset `{preset}` for {cfg.max_steps} steps of {cfg.batch_size}×{cfg.seq_len} tokens "
+                   f"on corpus `{cfg.corpus}`. Samples: samples.md.")
+    out = {"steps": last.get("step"), "final_loss": last.get("loss"), "first_loss": rows[0].get("loss") if rows else None,
+           "main_loss": last.get("main_loss"), "mtp_loss": last.get("mtp_loss"),
+           "load_max_over_mean": last.get("load_max_over_mean")}
+    if n_params:
+        out["params"] = n_params
+    return out

@@ -1,0 +1,476 @@
+"""math_accuracy: pull the final answer out of a completion and decide whether it equals the gold answer.
+
+Three steps, each a small function:
+  1. `extract_answer(text)`: the last `\\boxed{...}` (nested braces), else the last `<answer>...</answer>`,
+     else GSM8K's `#### N`, else "the (final) answer is ...".
+  2. `normalize(s)`: LaTeX spacing and sizing, `\\text{}`, `\\dfrac`, units, degrees, `\\$`, percent,
+     thousands separators, `{,}`, mixed numbers, "or"/"and" lists.
+  3. `equiv(pred, gold)`: read both into a structure -- a choice letter, a text answer, an interval or a
+     union of them, a set (unordered), a tuple (ordered), a bare list of answers (unordered), a matrix, an
+     equation, or one expression -- and compare piece by piece; expressions go to sympy (`math_sympy`).
+
+Policy (what a careful human grader does): answers must be exact (`0.5` = `1/2`, `0.333` != `1/3`);
+`x = 3` equals `3`; "all solutions" lists are unordered, parenthesised tuples are ordered; units,
+degree signs, dollar signs and percent signs do not matter.
+
+`math_accuracy` scores a batch: cheap string/number decisions happen in the caller; the rest go to a pool
+of worker processes, each comparison limited to `timeout` seconds (a hostile `10^{10^{10^{10}}}`
+scores 0 quickly and never hangs the trainer).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from fractions import Fraction
+
+from rewards.registry import completion_texts, record_reasons, register
+
+# ---------------------------------------------------------------- 1. extraction
+
+
+def _braced(text: str, start: int) -> str | None:
+    """Content of the {...} group opening at text[start] (nested braces), or None if unbalanced."""
+    depth = 0
+    for j in range(start, len(text)):
+        if text[j] == "{":
+            depth += 1
+        elif text[j] == "}":
+            depth -= 1
+            if depth == 0:
+                return text[start + 1 : j]
+    return None
+
+
+def last_boxed(text: str) -> str | None:
+    """Content of the last `\\boxed{...}` / `\\fbox{...}` (or `\\boxed 5`), nested braces allowed."""
+    hits = list(re.finditer(r"\\(?:boxed|fbox)\s*(\{|\s+[^\s$]+)", text))
+    for m in reversed(hits):
+        if m.group(1) == "{":
+            content = _braced(text, m.start(1))
+            if content is not None:
+                return content
+        else:
+            return m.group(1).strip()
+    return None
+
+
+def _after_answer_phrase(text: str) -> str | None:
+    hits = re.findall(r"answer\s*(?:is|:)\s*:?\s*([^\n]+)", text, flags=re.IGNORECASE)
+    if not hits:
+        return None
+    tail = hits[-1].strip()
+    math = re.match(r"\$+([^$]+)\$+", tail) or re.match(r"\\\((.+?)\\\)", tail)
+    if math:
+        return math.group(1).strip()
+    return re.split(r"\.(?:\s|$)", tail)[0].strip().rstrip(".") or None
+
+
+def _extract(text: str) -> str | None:
+    boxed = last_boxed(text)
+    if boxed is not None:
+        return boxed.strip()
+    tags = re.findall(r"<answer>(.*?)</answer>", text, flags=re.DOTALL)
+    if tags:
+        inner = tags[-1]
+        return (last_boxed(inner) or _after_answer_phrase(inner) or inner).strip()
+    hashes = re.findall(r"####\s*([^\n]+)", text)
+    if hashes:
+        return hashes[-1].strip()
+    return _after_answer_phrase(text)
+
+
+def extract_answer(text: str | None) -> str | None:
+    """The final answer of a completion (text after the last `</think>` first), or None if it gives none."""
+    if not text:
+        return None
+    tail = text.rsplit("</think>", 1)[-1]
+    return _extract(tail) if tail is not text and _extract(tail) is not None else _extract(text)
+
+
+# ---------------------------------------------------------------- 2. normalisation
+
+_SPACING = [r"\!", r"\,", r"\;", r"\:", r"\qquad", r"\quad", r"\displaystyle", "~", r"\limits"]
+_UNITS = (
+    "units?|square units?|sq units?|cm|mm|km|m|meters?|metres?|centimeters?|inches|inch|in|feet|foot|ft|yards?|"
+    "miles?|mph|hours?|hrs?|minutes?|mins?|seconds?|secs?|s|days?|weeks?|months?|years?|dollars?|cents?|"
+    "pounds?|lbs?|ounces?|oz|grams?|g|kg|kilograms?|liters?|litres?|l|ml|gallons?|degrees?|percent|"
+    "people|students?|apples?|marbles?|books?|boxes|cookies|cups?|pages?|times|ways|points?|sq|cubic|square"
+)
+_UNIT_TAIL = re.compile(rf"^(.*?[\d}}])\s*(?:(?:{_UNITS})(?:\^?\{{?[23]\}}?)?\.?\s*)+$", re.IGNORECASE)
+
+
+def _unwrap_text(s: str) -> str:
+    """`\\text{abc}` (and \\textbf, \\mathrm, \\mbox, ...) -> `abc`, innermost first."""
+    pat = re.compile(r"\\(?:text|textbf|textit|textrm|mathrm|mathbf|mathit|mbox|operatorname|textnormal)\s*\{")
+    while (m := pat.search(s)) is not None:
+        inner = _braced(s, m.end() - 1)
+        if inner is None:
+            break
+        s = s[: m.start()] + inner + s[m.end() + len(inner) + 1 :]
+    return s
+
+
+def _strip_delims(s: str) -> str:
+    s = s.strip()
+    for a, b in (("$$", "$$"), ("$", "$"), (r"\(", r"\)"), (r"\[", r"\]")):
+        if s.startswith(a) and s.endswith(b) and len(s) >= len(a) + len(b):
+            s = s[len(a) : len(s) - len(b)].strip()
+    return s.replace("$", "")
+
+
+def _latex_cleanup(s: str) -> str:
+    s = re.sub(r"\\(?:left|right|big|Big|bigg|Bigg)(?![a-zA-Z])\.?", "", s)
+    for sp in _SPACING:
+        s = s.replace(sp, " ")
+    s = re.sub(r"(?<!\\)\\ ", " ", s)  # "\ " (a LaTeX space), but not the row break "\\ "
+    s = re.sub(r"\\[dtc]frac", r"\\frac", s)
+    s = s.replace(r"\le ", r"\leq ").replace(r"\ge ", r"\geq ").replace(r"\neq", r"\ne")
+    s = s.replace("{,}", "").replace(r"\%", "%").replace(r"\$", "")
+    s = re.sub(r"\^\s*\{?\\circ\}?|°|\\degree", "", s)
+    return s
+
+
+def _numbers(s: str) -> str:
+    """Thousands separators, leading `+`, `\\frac12` shorthand, mixed numbers `2\\frac{1}{2}`."""
+    if re.fullmatch(r"-?\d{1,3}(,\d{3})+(\.\d+)?", s):
+        s = s.replace(",", "")
+    s = re.sub(r"\\frac(\d)(\d)", r"\\frac{\1}{\2}", s)
+    s = re.sub(r"\\frac\{([^{}]*)\}(\d)", r"\\frac{\1}{\2}", s)
+    s = re.sub(r"\\sqrt(\d)", r"\\sqrt{\1}", s)
+    s = re.sub(r"^(-?)(\d+)\s*\\frac\{(\d+)\}\{(\d+)\}$", r"\1(\2+\\frac{\3}{\4})", s)  # mixed number
+    s = re.sub(r"^(-?)(\d+)\s+(\d+)/(\d+)$", r"\1(\2+\3/\4)", s)
+    return s[1:] if s.startswith("+") else s
+
+
+def normalize(s: str) -> str:
+    """A canonical spelling of an answer string (see the module doc); spaces are kept only inside words."""
+    s = str(s).replace(r"\$", "")
+    s = _strip_delims(_unwrap_text(_latex_cleanup(_strip_delims(s))))
+    s = re.sub(r"\s+", " ", s).strip().rstrip(".").strip()
+    s = s.replace("%", "").strip()
+    s = re.sub(r"\s+(?:or|and)\s+", ",", s)
+    m = _UNIT_TAIL.match(s)
+    if m and re.search(r"\d", m.group(1)):
+        s = m.group(1).strip()
+    s = re.sub(r"(?<=[\d}])\s+(?=[\d\\])", " ", s)
+    s = re.sub(r"(?<![A-Za-z])\s+|\s+(?![A-Za-z])", "", s)
+    return _numbers(s)
+
+
+# ---------------------------------------------------------------- 3. structure and comparison
+
+
+def split_top(s: str, seps: str = ",") -> list[str]:
+    """Split at separators that are not inside (), [], {} (and `\\{ \\}`)."""
+    parts, depth, cur, i = [], 0, [], 0
+    while i < len(s):
+        c = s[i]
+        if c in "([{":
+            depth += 1
+        elif c in ")]}":
+            depth -= 1
+        if c in seps and depth == 0:
+            parts.append("".join(cur))
+            cur = []
+        else:
+            cur.append(c)
+        i += 1
+    parts.append("".join(cur))
+    return [p.strip() for p in parts]
+
+
+def _matching_close(s: str) -> int:
+    depth = 0
+    for j, c in enumerate(s):
+        depth += 1 if c in "([{" else -1 if c in ")]}" else 0
+        if depth == 0:
+            return j
+    return -1
+
+
+_INEQ = re.compile(r"(\\leq|\\geq|\\le|\\ge|\\lt|\\gt|<=|>=|<|>|≤|≥)")
+_LESS = {r"\leq": True, r"\le": True, "<=": True, "≤": True, "<": False, r"\lt": False}  # value: closed?
+_MORE = {r"\geq": True, r"\ge": True, ">=": True, "≥": True, ">": False, r"\gt": False}
+
+
+def _inequality(s: str):
+    """`x > 3`, `-1 \\le x \\le 4`, `3 < x` -> the interval they describe (one variable only)."""
+    parts = [p.strip() for p in _INEQ.split(s)]
+    if len(parts) == 3 and _is_variable(parts[0]) != _is_variable(parts[2]):
+        var_left = _is_variable(parts[0])
+        value, op = (parts[2] if var_left else parts[0]), parts[1]
+        less = (op in _LESS) == var_left  # the variable is below the value
+        closed = bool(_LESS.get(op) or _MORE.get(op))
+        if less:
+            return ("interval", ("(", r"-\infty", value, "]" if closed else ")"))
+        return ("interval", ("[" if closed else "(", value, r"\infty", ")"))
+    if len(parts) == 5 and _is_variable(parts[2]) and not _is_variable(parts[0]) and not _is_variable(parts[4]):
+        (a, op1, _, op2, b) = parts
+        if op1 in _LESS and op2 in _LESS:
+            return ("interval", ("[" if _LESS[op1] else "(", a, b, "]" if _LESS[op2] else ")"))
+        if op1 in _MORE and op2 in _MORE:
+            return ("interval", ("[" if _MORE[op2] else "(", b, a, "]" if _MORE[op1] else ")"))
+    return None
+
+
+def _matrix(s: str):
+    m = re.fullmatch(r"\\begin\{([pbvBV]?matrix|array)\}(?:\{[^}]*\})?(.*)\\end\{\1\}", s, flags=re.DOTALL)
+    if not m:
+        return None
+    rows = [r for r in re.split(r"\\\\", m.group(2)) if r.strip()]
+    return ("matrix", [[c.strip() for c in r.split("&")] for r in rows])
+
+
+def structure(s: str):
+    """Read a normalised answer into (kind, payload); kinds: matrix, set, union, interval, tuple, list,
+    eq, choice, text, expr."""
+    if (mat := _matrix(s)) is not None:
+        return mat
+    if re.fullmatch(r"\(?[A-Ea-e]\)?|\\text\{\(?[A-E]\)?\}", s) and re.search(r"[A-E]", s):
+        return ("choice", re.search(r"[A-E]", s).group(0))
+    if s.count(r"\pm") == 1 and "," not in s:
+        a, b = s.split(r"\pm")
+        return ("list", [f"{a}+{b}", f"{a}-{b}"] if a else [b, f"-{b}"])
+    if s.startswith(r"\{") and s.endswith(r"\}"):
+        return ("set", split_top(s[2:-2].replace(r"\{", "{").replace(r"\}", "}")))
+    if r"\cup" in s:
+        return ("union", [structure(p) for p in s.split(r"\cup")])
+    if s[:1] in "([" and s[-1:] in ")]" and _matching_close(s) == len(s) - 1:
+        items = split_top(s[1:-1])
+        if len(items) == 1:
+            return structure(items[0])
+        if len(items) == 2 and (s[0] == "[" or s[-1] == "]"):
+            return ("interval", (s[0], items[0], items[1], s[-1]))
+        return ("tuple", items)
+    items = split_top(s, ",;")
+    if len(items) > 1:
+        return ("list", items)
+    if (iv := _inequality(s)) is not None:
+        return iv
+    eq = split_top(s, "=")
+    if len(eq) == 2 and all(eq):
+        return ("eq", eq)
+    if re.fullmatch(r"[A-Za-z][A-Za-z ']*[A-Za-z]", s) and not re.fullmatch(r"[a-z]{1,3}", s):
+        return ("text", s.lower())
+    return ("expr", s)
+
+
+def _repeating(s: str) -> Fraction | None:
+    """`0.1\\overline{6}` -> 1/6 (a repeating decimal is an exact rational)."""
+    m = re.fullmatch(r"(-?)(\d*)\.(\d*)\\overline\{(\d+)\}", s)
+    if not m:
+        return None
+    whole, fixed, rep = m.group(2) or "0", m.group(3), m.group(4)
+    value = Fraction(int(whole + fixed + rep) - int(whole + fixed), 10 ** (len(fixed) + len(rep)) - 10 ** len(fixed))
+    return -value if m.group(1) else value
+
+
+def to_number(s: str) -> Fraction | None:
+    """An exact rational for plain numerals: `12`, `-0.25`, `007`, `3/4`, `\\frac{3}{4}`, `0.1\\overline{6}`."""
+    if "overline" in s:
+        return _repeating(s)
+    m = re.fullmatch(r"(-?)\\frac\{(\d+)\}\{(\d+)\}", s) or re.fullmatch(r"(-?)(\d+)/(\d+)", s)
+    try:
+        if m:
+            return (-1 if m.group(1) else 1) * Fraction(int(m.group(2)), int(m.group(3)))
+        if re.fullmatch(r"-?(\d+\.?\d*|\.\d+)", s):
+            return Fraction(s)
+    except (ValueError, ZeroDivisionError):
+        return None
+    return None
+
+
+def _is_variable(s: str) -> bool:
+    return bool(re.fullmatch(r"[A-Za-z](_\w+)?|\\[a-z]+|[A-Za-z]\([A-Za-z]\)", s))
+
+
+def scalar_equal(p: str, g: str) -> bool:
+    if p == g:
+        return True
+    a, b = to_number(p), to_number(g)
+    if a is not None and b is not None:
+        return a == b
+    from rewards.math_sympy import parse, sym_equal
+
+    ea, eb = parse(p), parse(g)
+    return ea is not None and eb is not None and sym_equal(ea, eb)
+
+
+def _unordered(ps: list, gs: list) -> bool:
+    if len(ps) != len(gs):
+        return False
+    left = list(gs)
+    for p in ps:
+        hit = next((k for k, g in enumerate(left) if node_equal(p, g)), None)
+        if hit is None:
+            return False
+        left.pop(hit)
+    return True
+
+
+def _ordered(ps: list, gs: list) -> bool:
+    return len(ps) == len(gs) and all(node_equal(p, g) for p, g in zip(ps, gs))
+
+
+def _eq_equal(p: list, g: list) -> bool:
+    if p[0] == g[0]:
+        return node_equal(p[1], g[1])
+    from rewards.math_sympy import parse, proportional
+
+    exprs = [parse(f"{x[0]}-({x[1]})") for x in (p, g)]
+    return None not in exprs and proportional(*exprs)
+
+
+def _flatten_vector(node):
+    kind, val = node
+    if kind == "matrix" and (len(val) == 1 or all(len(r) == 1 for r in val)):
+        return ("tuple", [c for r in val for c in r])
+    return node
+
+
+def _as_interval(kind, val):
+    if kind == "tuple" and len(val) == 2:
+        return "interval", ("(", val[0], val[1], ")")
+    return kind, val
+
+
+def node_equal(p, g) -> bool:
+    """Compare two answers given as strings or (kind, payload) structures (pred first, gold second)."""
+    p = structure(p) if isinstance(p, str) else p
+    g = structure(g) if isinstance(g, str) else g
+    (pk, pv), (gk, gv) = _flatten_vector(p), _flatten_vector(g)
+    if gk == "eq" and pk != "eq":
+        return _is_variable(gv[0]) and node_equal(p, gv[1])
+    if pk == "eq" and gk != "eq":
+        return _is_variable(pv[0]) and node_equal(pv[1], g)
+    if pk == "list" and gk == "tuple":
+        return _ordered(pv, gv)
+    if {pk, gk} == {"interval", "tuple"}:  # an open interval written (a, b)
+        (pk, pv), (gk, gv) = (_as_interval(pk, pv), _as_interval(gk, gv))
+    if {pk, gk} <= {"list", "set"}:
+        return _unordered(pv, gv)
+    if pk == "union" and gk == "union":
+        return _unordered(pv, gv)
+    if pk != gk:
+        return False
+    if pk == "matrix":
+        return len(pv) == len(gv) and all(_ordered(a, b) for a, b in zip(pv, gv))
+    if pk == "tuple":
+        return _ordered(pv, gv)
+    if pk == "interval":
+        return pv[0] == gv[0] and pv[3] == gv[3] and _ordered(list(pv[1:3]), list(gv[1:3]))
+    if pk == "eq":
+        return _eq_equal(pv, gv)
+    if pk in ("choice", "text"):
+        return re.sub(r"\W", "", pv) == re.sub(r"\W", "", gv)
+    return scalar_equal(pv, gv)
+
+
+def _choice_letter(pred: str) -> str:
+    """`(C) 12`, `C) 12`, `\\text{(C)}` -> `C`, so multiple-choice answers may carry their option text."""
+    m = re.match(r"\(?([A-E])\)(?:\s|$)|\\text\{\(?([A-E])\)?\}", pred.strip())
+    return (m.group(1) or m.group(2)) if m else pred
+
+
+def equiv(pred: str, gold: str) -> bool:
+    """Do the answer strings pred and gold mean the same thing? (Runs sympy; may be slow: see is_equiv.)"""
+    p, g = normalize(pred), normalize(gold)
+    if p == g or _same_word(p, g):
+        return True
+    if structure(g)[0] == "choice":
+        p = normalize(_choice_letter(pred))
+    try:
+        return node_equal(p, g)
+    except (RecursionError, ValueError, TypeError, AttributeError, IndexError):
+        return False
+
+
+def _same_word(p: str, g: str) -> bool:
+    """`Yes` = `yes`: words (two letters or more) compare without case."""
+    return p.lower() == g.lower() and bool(re.fullmatch(r"[A-Za-z][A-Za-z ']+", p))
+
+
+def quick_equiv(pred: str, gold: str) -> bool | None:
+    """A decision without sympy when the strings settle it (same spelling, or two plain numbers); else None."""
+    p, g = normalize(pred), normalize(gold)
+    if p == g or _same_word(p, g):
+        return True
+    a, b = to_number(p), to_number(g)
+    if a is not None and b is not None:
+        return a == b
+    return None
+
+
+# ---------------------------------------------------------------- batched, time-bounded scoring
+
+_POOL = None
+
+
+def _pool():
+    global _POOL
+    if _POOL is None:
+        from rewards.pool import TimeoutPool
+
+        workers = int(os.environ.get("R1LAB_REWARD_WORKERS", "0")) or None
+        _POOL = TimeoutPool("rewards.math:equiv", workers)
+    return _POOL
+
+
+def judge_many(pairs: list[tuple[str, str]], timeout: float = 5.0) -> list[tuple[bool, str]]:
+    """(pred, gold) pairs -> (equal?, reason) with reason in ok / wrong / timeout / error."""
+    from rewards.pool import TIMEOUT
+
+    out: list = [None] * len(pairs)
+    slow = []
+    for i, (p, g) in enumerate(pairs):
+        quick = quick_equiv(p, g)
+        if quick is None:
+            slow.append(i)
+        else:
+            out[i] = (quick, "ok" if quick else "wrong")
+    for i, res in zip(slow, _pool().map([pairs[i] for i in slow], timeout) if slow else []):
+        if res is TIMEOUT:
+            out[i] = (False, "timeout")
+        elif isinstance(res, Exception):
+            out[i] = (False, "error")
+        else:
+            out[i] = (bool(res), "ok" if res else "wrong")
+    return out
+
+
+def is_equiv(pred: str, gold: str, timeout: float = 5.0) -> bool:
+    """Do two answer strings mean the same thing? Never takes much longer than `timeout` seconds."""
+    if pred is None or gold is None:
+        return False
+    return judge_many([(str(pred), str(gold))], timeout)[0][0]
+
+
+def gold_answer(gold) -> str | None:
+    """The gold answer of a row: the string itself, or what a worked solution boxes / marks with ####."""
+    if gold is None:
+        return None
+    g = str(gold)
+    if "\\boxed" in g or "####" in g or "<answer>" in g:
+        return extract_answer(g)
+    return g.strip() or None
+
+
+@register("math_accuracy")
+def math_accuracy(completions, answer=None, timeout: float = 5.0, **columns) -> list[float | None]:
+    """1.0 if the completion's final answer (boxed / <answer> / #### / "the answer is") equals column `answer`."""
+    texts = completion_texts(completions)
+    golds = [gold_answer(g) for g in (answer if answer is not None else [None] * len(texts))]
+    preds = [extract_answer(t) for t in texts]
+    todo = [i for i in range(len(texts)) if preds[i] is not None and golds[i] is not None]
+    verdicts = dict(zip(todo, judge_many([(preds[i], golds[i]) for i in todo], timeout)))
+    scores, reasons = [], []
+    for i in range(len(texts)):
+        if golds[i] is None:
+            scores.append(None), reasons.append("no_gold")
+        elif preds[i] is None:
+            scores.append(0.0), reasons.append("no_answer")
+        else:
+            scores.append(1.0 if verdicts[i][0] else 0.0), reasons.append(verdicts[i][1])
+    record_reasons("math_accuracy", reasons, columns.get("log_metric"))
+    return scores

@@ -1,0 +1,102 @@
+"""Synthetic tasks: deterministic from a seed, disjoint train/test splits, correct answers (checked against
+independent oracles: Python eval, sympy, the unit tests themselves), R1-format solutions."""
+from __future__ import annotations
+
+import re
+
+import pytest
+import sympy
+
+from r1lab.tasks import TASKS, task_rows
+from r1lab.tasks.countdown import check
+
+R1 = re.compile(r"^<think>\n.*\n?</think>\n<answer>.+</answer>$", re.S)
+
+
+@pytest.mark.parametrize("task", list(TASKS))
+def test_deterministic_and_seed_dependent(task):
+    a = task_rows(task, n=40, seed=1)
+    assert a == task_rows(task, n=40, seed=1)
+    assert [r["id"] for r in a] != [r["id"] for r in task_rows(task, n=40, seed=2)]
+    assert len({r["id"] for r in a}) == 40
+
+
+@pytest.mark.parametrize("task", list(TASKS))
+def test_train_and_test_never_share_a_problem(task):
+    for d in (1, 2, 3):
+        train = task_rows(task, n=100, split="train", seed=0, difficulty=d)
+        test = task_rows(task, n=20, split="test", seed=5, difficulty=d)
+        assert not {r["prompt"] for r in train} & {r["prompt"] for r in test}
+        assert not {r["id"] for r in train} & {r["id"] for r in test}
+    # across seeds too: a test problem is never a train problem for any seed
+    trains = {r["prompt"] for s in range(3) for r in task_rows(task, n=100, split="train", seed=s)}
+    tests = {r["prompt"] for s in range(3) for r in task_rows(task, n=30, split="test", seed=s)}
+    assert not trains & tests
+
+
+@pytest.mark.parametrize("task", list(TASKS))
+def test_solutions_are_r1_format_and_answer_matches(task):
+    for r in task_rows(task, n=60, seed=0, difficulty=[1, 2, 3, 4, 5]):
+        assert R1.match(r["solution"]), r["solution"]
+        inner = re.search(r"<answer>(.*)</answer>", r["solution"], re.S).group(1)
+        if "answer" in r:
+            assert inner == r["answer"]
+
+
+def test_arithmetic_answers_equal_python_eval():
+    for r in task_rows("arithmetic", n=200, seed=0, difficulty=[1, 2, 3, 4, 5]):
+        expr = re.search(r"Compute (.*)\. Give", r["prompt"]).group(1).replace("×", "*")
+        assert int(r["answer"]) == eval(expr)  # noqa: S307 (our own generated expression)
+
+
+def test_linear_answers_equal_sympy_solution():
+    x = sympy.symbols("x")
+    for r in task_rows("linear", n=100, seed=0, difficulty=[1, 2, 3, 4]):
+        eq = re.search(r"Solve for x: (.*)\. Give", r["prompt"]).group(1)
+        lhs, rhs = eq.split("=")
+        tr = sympy.parsing.sympy_parser
+        expr = tr.parse_expr(lhs, transformations=tr.standard_transformations + (tr.implicit_multiplication_application,)) - \
+            tr.parse_expr(rhs, transformations=tr.standard_transformations + (tr.implicit_multiplication_application,))
+        assert sympy.solve(expr, x) == [int(r["answer"])], eq
+
+
+def test_word_problem_answers_follow_from_their_steps():
+    for r in task_rows("word_problems", n=100, seed=0, difficulty=[1, 2, 3]):
+        steps = re.findall(r"(\d+) ([-+×/]) (\d+) = (\d+)", r["solution"])
+        assert steps
+        ops = {"+": lambda a, b: a + b, "-": lambda a, b: a - b, "×": lambda a, b: a * b, "/": lambda a, b: a // b}
+        for a, op, b, c in steps:
+            assert ops[op](int(a), int(b)) == int(c)
+        assert steps[-1][3] == r["answer"]
+
+
+def test_countdown_answers_check_and_wrong_ones_do_not():
+    for r in task_rows("countdown", n=100, seed=0, difficulty=[1, 2, 3, 4]):
+        assert check(r["answer"], r["numbers"], r["target"])
+        assert not check(r["answer"] + " + 1", r["numbers"], r["target"])
+    assert not check("2 * 2 * 2", [2, 2], 8)          # uses a number twice
+    assert not check("__import__('os')", [1], 1)
+
+
+def test_code_reference_passes_its_tests_and_a_wrong_one_fails():
+    rows = task_rows("code", n=60, seed=0, difficulty=[1, 2, 3])
+    for r in rows:
+        code = re.search(r"```python\n(.*)\n```", r["solution"], re.S).group(1)
+        assert code == r["reference"]
+        exec(compile(code + "\n" + r["tests"], "<t>", "exec"), {})  # noqa: S102 (our own generated code)
+        name = re.search(r"def (\w+)\(", code).group(1)
+        wrong = f"def {name}(*a, **k):\n    return 10**9\n"
+        with pytest.raises(AssertionError):
+            exec(compile(wrong + "\n" + r["tests"], "<t>", "exec"), {})  # noqa: S102
+
+
+def test_difficulty_grows():
+    def mean_len(d):
+        rows = task_rows("arithmetic", n=50, seed=0, difficulty=d)
+        return sum(len(r["answer"]) for r in rows) / len(rows)
+    assert mean_len(1) < mean_len(2) < mean_len(3) < mean_len(4)
+
+
+def test_too_small_space_fails_clearly():
+    with pytest.raises(ValueError, match="distinct"):
+        task_rows("arithmetic", n=500, split="test", difficulty=1)
