@@ -41,7 +41,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 RUN_PRESETS: dict[str, dict] = {
     "nano": dict(seq_len=64, batch_size=8, micro_batch_size=8, max_steps=20, warmup_steps=4, lr=3e-3,
                  vocab_size=512, tokenizer_docs=2000, log_every=1, ckpt_every=10),
-    "tiny": dict(seq_len=256, batch_size=8, micro_batch_size=8, max_steps=700, warmup_steps=40, lr=2e-3,
+    "tiny": dict(seq_len=256, batch_size=8, micro_batch_size=8, max_steps=1000, warmup_steps=40, lr=2e-3,
                  vocab_size=4096, tokenizer_docs=20000, log_every=10, ckpt_every=100),
     "student": dict(seq_len=256, batch_size=8, micro_batch_size=8, max_steps=500, warmup_steps=30, lr=3e-3,
                     vocab_size=4096, tokenizer_docs=20000, log_every=10, ckpt_every=100),
