@@ -74,7 +74,7 @@ class PretrainConfig(BaseModel):
     # optimisation
     batch_size: int = 8                        # GLOBAL rows per optimizer step (all ranks, all micro-batches)
     micro_batch_size: int = 8                  # rows per forward/backward on one rank
-    max_steps: int = 700
+    max_steps: int = 1000
     lr: float = 2e-3
     min_lr_ratio: float = 0.1
     schedule: Literal["cosine", "wsd"] = "cosine"
