@@ -65,7 +65,7 @@ class PretrainConfig(BaseModel):
     # data
     corpus: str = "synthetic"                  # "synthetic" or a path: .txt / .jsonl / .parquet / datasets dir
     corpus_field: str = "text"
-    r1_share: float = 0.5                      # synthetic: share of worked problems in the <think>/<answer> shape
+    r1_share: float = 0.75                     # synthetic: share of worked problems in the <think>/<answer> shape
     max_level: int = 5                         # synthetic: hardest difficulty level
     tokenizer: str | None = None               # a tokenizer dir to use; default: train one on the corpus
     vocab_size: int = 4096
