@@ -325,7 +325,7 @@ LEVEL_WEIGHTS = [0.30, 0.25, 0.20, 0.15, 0.10] + [0.05] * 20
 DEFAULT_MIX = {"arithmetic": 0.40, "equation": 0.15, "word_problem": 0.15, "code": 0.12, "prose": 0.18}
 
 
-def synthetic_document(seed: int, index: int, max_level: int = 5, r1_share: float = 0.5,
+def synthetic_document(seed: int, index: int, max_level: int = 5, r1_share: float = 0.75,
                        mix: dict[str, float] | None = None) -> dict:
     """Document `index` of the stream for `seed`: {"text", "kind", "level"}. Depends only on its arguments."""
     rng = random.Random(f"r1lab-corpus-{seed}-{index}")
@@ -345,7 +345,7 @@ def synthetic_document(seed: int, index: int, max_level: int = 5, r1_share: floa
     return {"text": text, "kind": kind, "level": level}
 
 
-def synthetic_corpus(seed: int = 0, start: int = 0, max_level: int = 5, r1_share: float = 0.5,
+def synthetic_corpus(seed: int = 0, start: int = 0, max_level: int = 5, r1_share: float = 0.75,
                      mix: dict[str, float] | None = None, limit: int | None = None) -> Iterator[str]:
     """Endless (or `limit`-long) deterministic stream of synthetic documents, beginning at document `start`."""
     i = start

@@ -41,7 +41,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 RUN_PRESETS: dict[str, dict] = {
     "nano": dict(seq_len=64, batch_size=8, micro_batch_size=8, max_steps=20, warmup_steps=4, lr=3e-3,
                  vocab_size=512, tokenizer_docs=2000, log_every=1, ckpt_every=10),
-    "tiny": dict(seq_len=256, batch_size=8, micro_batch_size=8, max_steps=700, warmup_steps=40, lr=2e-3,
+    "tiny": dict(seq_len=256, batch_size=8, micro_batch_size=8, max_steps=1000, warmup_steps=40, lr=2e-3,
                  vocab_size=4096, tokenizer_docs=20000, log_every=10, ckpt_every=100),
     "student": dict(seq_len=256, batch_size=8, micro_batch_size=8, max_steps=500, warmup_steps=30, lr=3e-3,
                     vocab_size=4096, tokenizer_docs=20000, log_every=10, ckpt_every=100),
@@ -65,7 +65,7 @@ class PretrainConfig(BaseModel):
     # data
     corpus: str = "synthetic"                  # "synthetic" or a path: .txt / .jsonl / .parquet / datasets dir
     corpus_field: str = "text"
-    r1_share: float = 0.5                      # synthetic: share of worked problems in the <think>/<answer> shape
+    r1_share: float = 0.75                     # synthetic: share of worked problems in the <think>/<answer> shape
     max_level: int = 5                         # synthetic: hardest difficulty level
     tokenizer: str | None = None               # a tokenizer dir to use; default: train one on the corpus
     vocab_size: int = 4096
@@ -74,7 +74,7 @@ class PretrainConfig(BaseModel):
     # optimisation
     batch_size: int = 8                        # GLOBAL rows per optimizer step (all ranks, all micro-batches)
     micro_batch_size: int = 8                  # rows per forward/backward on one rank
-    max_steps: int = 700
+    max_steps: int = 1000
     lr: float = 2e-3
     min_lr_ratio: float = 0.1
     schedule: Literal["cosine", "wsd"] = "cosine"

@@ -62,7 +62,7 @@ def _check_math_doc(text):
 def test_worked_math_documents_are_correct_and_mixed_format():
     kinds, r1, chat, checked = {}, 0, 0, 0
     for i in range(600):
-        d = synthetic_document(7, i)
+        d = synthetic_document(7, i, r1_share=0.5)
         kinds[d["kind"]] = kinds.get(d["kind"], 0) + 1
         t = d["text"]
         if d["kind"] in ("arithmetic", "equation", "word_problem"):
