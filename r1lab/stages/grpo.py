@@ -31,7 +31,7 @@ from pydantic import Field, field_validator, model_validator
 
 from r1lab.config import DataSpec, RewardSpec
 from r1lab.stages.base import StageContext, StageParams, load_model, load_tokenizer
-from r1lab.stages.sft import LoraParams, _unpatch_forward
+from r1lab.stages.sft import LoraParams, train_and_save
 
 
 class Params(StageParams):
@@ -270,23 +270,8 @@ def run(ctx: StageContext) -> dict:
     p: Params = ctx.params
     seed = ctx.seed if p.seed is None else p.seed
     trainer, tok, names = build_trainer(ctx, p, seed, callbacks=[ctx.trainer_callback()])
-    ckpt = ctx.resume_checkpoint()
-    resumed_from = 0
-    if ckpt:
-        resumed_from = int(ckpt.rsplit("-", 1)[1])
-        ctx.truncate_metrics(resumed_from)
-        ctx.print(f"[yellow]{ctx.name}: resuming from {ckpt} (step {resumed_from})")
-    trainer.train(resume_from_checkpoint=ckpt)
-
-    trained = trainer.model
-    if p.lora:
-        from r1lab.stages.base import atomic_dir
-
-        with atomic_dir(ctx.out_dir / "adapter") as tmp:
-            trained.save_pretrained(tmp)
-        trained = trained.merge_and_unload()
-    _unpatch_forward(trained)
-    ctx.save_model(trained, tok)
+    _, info = train_and_save(ctx, trainer, tok, lora=bool(p.lora))
+    resumed_from = info["resumed_from"]
 
     acc = accuracy_name(p, names)
     hist = [h for h in trainer.state.log_history if "reward" in h]

@@ -127,25 +127,8 @@ def run(ctx: StageContext) -> dict:
 
     for cb in (PrinterCallback, ProgressCallback):   # our callback shows rich progress and logs to metrics.jsonl
         trainer.remove_callback(cb)
-    ckpt = ctx.resume_checkpoint()
-    resumed_from = 0
-    if ckpt:
-        resumed_from = int(ckpt.rsplit("-", 1)[1])
-        ctx.truncate_metrics(resumed_from)
-        ctx.print(f"[yellow]{ctx.name}: resuming from {ckpt} (step {resumed_from})")
-    out = trainer.train(resume_from_checkpoint=ckpt)
-
-    trained = trainer.model
-    n_trainable = sum(x.numel() for x in trained.parameters() if x.requires_grad)
-    n_total = sum(x.numel() for x in trained.parameters())
-    if p.lora:
-        from r1lab.stages.base import atomic_dir
-
-        with atomic_dir(ctx.out_dir / "adapter") as tmp:
-            trained.save_pretrained(tmp)
-        trained = trained.merge_and_unload()
-    _unpatch_forward(trained)
-    ctx.save_model(trained, tok)
+    out, info = train_and_save(ctx, trainer, tok, lora=bool(p.lora))
+    resumed_from, n_trainable, n_total = info["resumed_from"], info["trainable_params"], info["total_params"]
 
     logged = [h for h in trainer.state.log_history if "loss" in h]
     metrics = {
@@ -192,6 +175,32 @@ def _trainer_class(model):
 
     return ModelLossSFTTrainer
 
+
+
+def train_and_save(ctx: StageContext, trainer, tok, lora: bool):
+    """Train a TRL trainer from the stage's last complete checkpoint (if any) and save the model atomically;
+    with LoRA the adapter is saved too and the merged model becomes the stage's model.
+    Returns (trainer.train's output, {"resumed_from", "trainable_params", "total_params"})."""
+    ckpt = ctx.resume_checkpoint()
+    resumed_from = 0
+    if ckpt:
+        resumed_from = int(ckpt.rsplit("-", 1)[1])
+        ctx.truncate_metrics(resumed_from)
+        ctx.print(f"[yellow]{ctx.name}: resuming from {ckpt} (step {resumed_from})")
+    out = trainer.train(resume_from_checkpoint=ckpt)
+    trained = trainer.model
+    info = {"resumed_from": resumed_from,
+            "trainable_params": sum(x.numel() for x in trained.parameters() if x.requires_grad),
+            "total_params": sum(x.numel() for x in trained.parameters())}
+    if lora:
+        from r1lab.stages.base import atomic_dir
+
+        with atomic_dir(ctx.out_dir / "adapter") as tmp:
+            trained.save_pretrained(tmp)
+        trained = trained.merge_and_unload()
+    _unpatch_forward(trained)
+    ctx.save_model(trained, tok)
+    return out, info
 
 def _unpatch_forward(model) -> None:
     """TRL patches `model.forward` on the instance (its fused LM head); drop the patch before saving/returning."""
