@@ -15,7 +15,7 @@ import sys
 EPILOG = """examples:
   r1lab run pipelines/r1_smoke.yaml
   r1lab run pipelines/r1_tiny.yaml --set stages.cold_start.lr=3e-4 --set seed=1
-  r1lab run pipelines/r1_tiny.yaml --from grpo        # rerun grpo and everything after it
+  r1lab run pipelines/r1_tiny.yaml --from grpo_zero   # rerun grpo_zero and all after it
   r1lab run pipelines/r1_tiny.yaml --only eval        # run one stage (its inputs must be done)
   r1lab status pipelines/r1_tiny.yaml
 A rerun skips stages whose done.json fingerprint matches, resumes an interrupted stage from its last
