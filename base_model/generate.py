@@ -204,9 +204,12 @@ def generate(model, prompts: list[list[int]], max_new_tokens: int = 64, temperat
     return [results[i * num_samples:(i + 1) * num_samples] for i in range(len(prompts))]
 
 
-_UNSUPPORTED = {"num_beams": 1, "repetition_penalty": 1.0, "no_repeat_ngram_size": 0, "min_new_tokens": None,
-                "penalty_alpha": None, "constraints": None, "force_words_ids": None, "bad_words_ids": None,
+# generation options the fast path does not implement, each with the value that means "off" (None is off too)
+_UNSUPPORTED = {"num_beams": 1, "repetition_penalty": 1.0, "no_repeat_ngram_size": 0, "min_new_tokens": 0,
+                "penalty_alpha": 0, "constraints": None, "force_words_ids": None, "bad_words_ids": None,
                 "output_scores": False, "output_logits": False, "return_dict_in_generate": False}
+_UNSUPPORTED_KWARGS = ("logits_processor", "stopping_criteria", "streamer", "prefix_allowed_tokens_fn",
+                       "assistant_model")
 
 
 @torch.no_grad()
@@ -216,11 +219,10 @@ def hf_generate(model, input_ids, attention_mask=None, generation_config=None, *
     transformers' generic loop (no cache), so nothing is silently ignored."""
     gc = copy.deepcopy(generation_config if generation_config is not None else model.generation_config)
     rest = gc.update(**kwargs)
-    fallback = {"logits_processor", "stopping_criteria", "streamer", "prefix_allowed_tokens_fn", "assistant_model"}
-    needs_hf = any(getattr(gc, k, v) not in (v, None) for k, v in _UNSUPPORTED.items() if v is not None) \
-        or any(rest.get(k) is not None for k in fallback) or (gc.min_new_tokens or 0) > 0
+    needs_hf = any(getattr(gc, k, None) not in (off, None) for k, off in _UNSUPPORTED.items()) \
+        or any(rest.get(k) is not None for k in _UNSUPPORTED_KWARGS)
     if needs_hf or input_ids is None:
-        return GenerationMixin_generate(model, input_ids, attention_mask, gc, rest)
+        return _transformers_generate(model, input_ids, attention_mask, gc, rest)
     if attention_mask is None:
         attention_mask = torch.ones_like(input_ids)
     p = input_ids.shape[1]
@@ -246,8 +248,10 @@ def hf_generate(model, input_ids, attention_mask=None, generation_config=None, *
     return torch.cat([ids, new], dim=1)
 
 
-def GenerationMixin_generate(model, input_ids, attention_mask, gc, rest):
+def _transformers_generate(model, input_ids, attention_mask, gc, rest):
+    """transformers' generic generation loop on our model, without a KV cache (the forward recomputes)."""
     from transformers import GenerationMixin
-    rest.pop("tokenizer", None) if not gc.stop_strings else None
+    if not gc.stop_strings:
+        rest.pop("tokenizer", None)
     return GenerationMixin.generate(model, input_ids=input_ids, attention_mask=attention_mask,
                                     generation_config=gc, use_cache=False, **rest)

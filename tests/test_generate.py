@@ -98,3 +98,19 @@ def test_hf_generate_api_matches(model):
     slow = GenerationMixin.generate(model, ids, attention_mask=mask, max_new_tokens=10, do_sample=False,
                                     pad_token_id=0, use_cache=False)
     assert torch.equal(fast, slow)
+
+
+def test_hf_generate_falls_back_for_options_it_does_not_implement(model):
+    """bad_words_ids / repetition_penalty are not on the fast path: model.generate hands them to transformers'
+    loop instead of ignoring them, so the result equals transformers' own and honours the option."""
+    from transformers import GenerationMixin
+    ids = torch.tensor([[5, 17, 99, 3]])
+    plain = model.generate(ids, max_new_tokens=8, do_sample=False, pad_token_id=0)
+    banned = [[t] for t in plain[0, 4:].tolist()[:2]]
+    for opts in ({"bad_words_ids": banned}, {"repetition_penalty": 1.5}):
+        ours = model.generate(ids, max_new_tokens=8, do_sample=False, pad_token_id=0, **opts)
+        ref = GenerationMixin.generate(model, ids, max_new_tokens=8, do_sample=False, pad_token_id=0,
+                                       use_cache=False, **opts)
+        assert torch.equal(ours, ref)
+    out = model.generate(ids, max_new_tokens=8, do_sample=False, pad_token_id=0, bad_words_ids=banned)
+    assert not set(out[0, 4:].tolist()) & {b[0] for b in banned}
