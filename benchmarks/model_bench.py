@@ -17,6 +17,7 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import torch
 from rich.console import Console
@@ -82,9 +83,9 @@ def main(argv=None):
 
     # 1. KV cache bytes per token (bf16 values), for this config and for the presets
     results["kv_cache"] = {name: kv_bytes_per_token(get_preset(name)) for name in ("tiny", "small")}
-    results["kv_cache"]["deepseek-v3 (671B config)"] = kv_bytes_per_token(type("C", (), dict(
+    results["kv_cache"]["deepseek-v3 (671B config)"] = kv_bytes_per_token(SimpleNamespace(
         num_hidden_layers=61, kv_lora_rank=512, qk_rope_head_dim=64, num_attention_heads=128, qk_nope_head_dim=128,
-        v_head_dim=128))())
+        v_head_dim=128))
     cache = ours.new_cache(1, 1)
     results["kv_cache"]["measured LatentCache bytes/token (fp32, this model)"] = {"mla_bytes": cache.bytes_per_token()}
 
