@@ -1,4 +1,5 @@
-"""`distill` stage: R1's distillation — a smaller student fine-tuned (SFT) on the teacher's reasoning traces.
+"""`distill` stage: R1's distillation — a smaller student fine-tuned (SFT) on the teacher's reasoning traces,
+optionally with token-level knowledge distillation on the teacher's logits.
 
 The teacher is the stage's `from:` model. Traces come from `traces:` (e.g. `stage:rs`, an earlier rejection
 sampling stage's data) and/or are generated here: with `generate:` the teacher samples completions for the
@@ -8,19 +9,33 @@ on the teacher (same code, its data/samples.jsonl lands in this stage's data/). 
 teacher's tokenizer; it is trained by the sft stage's own code (same trainer, checkpoints, resume, LoRA), and
 its model/ is this stage's output.
 
-Token-level KD on the teacher's logits (α·T²·KL(teacher_T ‖ student_T) + (1-α)·CE) is NOT implemented yet:
-`kd_alpha` must stay 0 (the parameter is there so a pipeline can say what it wants; validation rejects > 0).
+Token-level KD (`kd_alpha` > 0; Hinton et al. 2015): the frozen teacher reads the same token ids as the student
+and, on every completion token of the traces (the prompt is masked as in SFT), the loss is
+
+    kd_alpha · T² · D(teacher_T ‖ student_T)  +  (1 − kd_alpha) · CE(student, trace token)  [+ balance term]
+
+where `_T` is softmax(logits / T), T = `kd_temperature` (T² keeps the soft-target gradients at the CE's scale
+as T grows) and D is the forward KL by default. Both terms are sums over the completion tokens divided by the
+same count — the Trainer's `num_items_in_batch`, as the sft loss (so gradient accumulation stays exact). D is TRL's
+generalized JSD (trl.experimental.gkd.GKDTrainer.generalized_jsd_loss): `kd_divergence` forward = KL(t‖s)
+(beta 0), reverse = KL(s‖t) (beta 1), jsd = the β=0.5 generalized JSD. For a DeepSeekForCausalLM student the CE
+part is the model's own SFT objective (next-token CE + λ·MTP CE) and the MoE balance term is added unscaled (a
+router regulariser, not a data term); `kd_loss` (D, unscaled) and `ce_loss` (next-token CE) are logged per step.
+This is off-policy KD on fixed traces (GKD with lmbda=0); it rides on the sft trainer through a compute_loss
+override (`KD.trainer_class`) instead of GKDTrainer, which drops the CE term, the model's MTP/balance losses and
+our data pipeline.
 """
 from __future__ import annotations
 
 import dataclasses
 import json
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
 from r1lab.config import DataSpec, RewardSpec
-from r1lab.stages.base import StageContext, StageParams, atomic_dir, load_tokenizer
+from r1lab.stages.base import StageContext, StageParams, atomic_dir, load_model, load_tokenizer, read_jsonl
 from r1lab.stages.sft import LoraParams
 
 
@@ -49,8 +64,10 @@ class Params(StageParams):
     traces: list[DataSpec] = Field(default_factory=list, description="teacher traces (prompt + completion rows)")
     generate: GenerateParams | None = None
     mix_size: int | None = Field(None, ge=1)
-    kd_alpha: float = Field(0.0, ge=0, le=1, description="weight of token-level KD (not implemented: must be 0)")
-    kd_temperature: float = Field(1.0, gt=0)
+    kd_alpha: float = Field(0.0, ge=0, le=1, description="weight of token-level KD on the teacher's logits (0: SFT on traces)")
+    kd_temperature: float = Field(1.0, gt=0, description="softmax temperature T of both models in the KD term")
+    kd_divergence: Literal["forward", "reverse", "jsd"] = Field(
+        "forward", description="forward KL(teacher‖student), reverse KL(student‖teacher), or generalized JSD (β=0.5)")
     # SFT of the student (same meaning as in the sft stage)
     epochs: float = Field(1.0, gt=0)
     max_steps: int | None = Field(None, ge=1)
@@ -69,9 +86,96 @@ class Params(StageParams):
     def _check(self):
         if not self.traces and self.generate is None:
             raise ValueError("give `traces` (e.g. stage:rs) and/or `generate` (teacher sampling)")
-        if self.kd_alpha > 0:
-            raise ValueError("kd_alpha: token-level KD on teacher logits is not implemented yet; use 0 (SFT on traces)")
         return self
+
+
+_BETA = {"forward": 0.0, "reverse": 1.0, "jsd": 0.5}   # TRL's generalized-JSD beta for each divergence
+
+
+def kd_loss(student_logits, teacher_logits, labels, temperature: float = 1.0, divergence: str = "forward",
+            num_items_in_batch=None):
+    """D(teacher_T ‖ student_T) of next-token distributions, summed over the positions whose next label is not
+    -100 and divided by `num_items_in_batch` (or, without it, by their count) — the normalisation of the CE.
+
+    Logits are (batch, seq, vocab) at the input positions; like the CE, position i predicts labels[:, i + 1].
+    Computed in fp32 at least (fp64 stays fp64) by TRL's generalized JSD; not multiplied by T² (the caller does)."""
+    import warnings
+
+    with warnings.catch_warnings():   # trl.experimental warns once on import
+        warnings.simplefilter("ignore")
+        from trl.experimental.gkd import GKDTrainer
+
+    import torch
+
+    dtype = torch.promote_types(student_logits.dtype, torch.float32)
+    return GKDTrainer.generalized_jsd_loss(student_logits[:, :-1].to(dtype), teacher_logits[:, :-1].to(dtype),
+                                           labels=labels[:, 1:], beta=_BETA[divergence], temperature=temperature,
+                                           num_items_in_batch=num_items_in_batch)
+
+
+@dataclasses.dataclass
+class KD:
+    """Token-level distillation for the sft stage's trainer: `sft.run(ctx, kd=KD(...))`.
+
+    `trainer_class(base)` subclasses the sft trainer class (TRL's SFTTrainer, or its ModelLossSFTTrainer for our
+    model) with a compute_loss that runs the student once with labels (its own CE, and for our model MTP + balance),
+    runs the frozen teacher on the same ids without grad, and mixes: α·T²·D + (1−α)·hard + balance."""
+    teacher: object                  # a causal LM (nn.Module) sharing the student's tokenizer
+    alpha: float
+    temperature: float = 1.0
+    divergence: str = "forward"
+
+    def trainer_class(self, base):
+        import torch
+
+        kd = self
+
+        class KDTrainer(base):
+            def __init__(self, *args, **kwargs):
+                super().__init__(*args, **kwargs)
+                self.kd_teacher = kd.teacher.to(self.args.device).eval().requires_grad_(False)
+
+            def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+                labels = inputs["labels"]
+                out = model(input_ids=inputs["input_ids"], attention_mask=inputs.get("attention_mask"), labels=labels,
+                            num_items_in_batch=num_items_in_batch)
+                with torch.no_grad():
+                    self.kd_teacher.eval()
+                    t_logits = self.kd_teacher(input_ids=inputs["input_ids"],
+                                               attention_mask=inputs.get("attention_mask")).logits
+                div = kd_loss(out.logits, t_logits, labels, kd.temperature, kd.divergence, num_items_in_batch)
+                # our model adds its MoE balance term to `loss`: keep it out of the (1 - α) mix
+                balance = getattr(out, "aux_loss", None) if hasattr(out, "main_loss") else None
+                hard = out.loss - balance if balance is not None else out.loss
+                loss = kd.alpha * kd.temperature ** 2 * div + (1 - kd.alpha) * hard
+                if balance is not None:
+                    loss = loss + balance
+                if self.args.average_tokens_across_devices and num_items_in_batch is not None:
+                    loss = loss * self.accelerator.num_processes   # as the sft trainer: DDP averages gradients
+                mode = "train" if model.training else "eval"
+                ce = getattr(out, "main_loss", None)
+                ce = out.loss if ce is None else ce
+                self._metrics[mode]["kd_loss"].append(float(div.detach()))
+                self._metrics[mode]["ce_loss"].append(float(ce.detach()))
+                for k in ("mtp_loss", "aux_loss") if hasattr(out, "main_loss") else ():
+                    v = getattr(out, k, None)
+                    if v is not None:
+                        self._metrics[mode][k].append(float(v.detach()))
+                return (loss, out) if return_outputs else loss
+
+        KDTrainer.__name__ = KDTrainer.__qualname__ = f"KD{base.__name__}"
+        return KDTrainer
+
+
+def check_vocab(teacher: str, student: str) -> None:
+    """Token-level KD compares full next-token distributions: both vocabularies must be the same size."""
+    from transformers import AutoConfig
+
+    vt = AutoConfig.from_pretrained(teacher).get_text_config().vocab_size
+    vs = AutoConfig.from_pretrained(student).get_text_config().vocab_size
+    if vt != vs:
+        raise ValueError(f"distill: kd_alpha > 0 needs teacher and student with one vocabulary; teacher {teacher} "
+                         f"has vocab_size {vt}, student {student} has vocab_size {vs}")
 
 
 def _student_path(ctx: StageContext, p: Params, tok) -> str:
@@ -100,6 +204,9 @@ def run(ctx: StageContext) -> dict:
     p: Params = ctx.params
     teacher = ctx.model_path
     tok = load_tokenizer(ctx.tokenizer_path or teacher)
+    student = _student_path(ctx, p, tok)
+    if p.kd_alpha > 0:   # fail before any teacher sampling
+        check_vocab(teacher, student)
     traces = list(p.traces)
     gen_metrics = None
     if p.generate is not None:
@@ -115,7 +222,7 @@ def run(ctx: StageContext) -> dict:
             raise ValueError(f"stage {ctx.name}: the teacher produced no trace passing {list(g.rewards)}; "
                              "raise generate.n or use `traces`")
 
-    student = _student_path(ctx, p, tok)
+    kd = KD(load_model(teacher), p.kd_alpha, p.kd_temperature, p.kd_divergence) if p.kd_alpha > 0 else None
     sft_params = sft.Params(data=traces, mix_size=p.mix_size, epochs=p.epochs, max_steps=p.max_steps, lr=p.lr,
                             lr_scheduler=p.lr_scheduler, warmup_steps=p.warmup_steps, batch_size=p.batch_size,
                             grad_accum=p.grad_accum, max_length=p.max_length, lora=p.lora, save_steps=p.save_steps,
@@ -123,16 +230,23 @@ def run(ctx: StageContext) -> dict:
     # the sft stage, run with the student as its starting model and the teacher's tokenizer
     sub = dataclasses.replace(ctx, params=sft_params, from_stage=None, model_spec=student,
                               tokenizer_path=ctx.tokenizer_path or teacher)
-    metrics = sft.run(sub)
+    metrics = sft.run(sub, kd=kd)
 
     n_student = _n_params(str(ctx.model_dir))   # both counted from their checkpoints
     n_teacher = _n_params(teacher)
     metrics.update({"teacher": teacher, "student": p.student, "teacher_params": n_teacher, "student_params": n_student,
                     "param_ratio": n_student / n_teacher if n_teacher else None})
+    if kd is not None:
+        kd_logged = [r["kd_loss"] for r in read_jsonl(ctx.metrics_path) if "kd_loss" in r]
+        metrics.update({"first_kd_loss": kd_logged[0] if kd_logged else None,
+                        "final_kd_loss": kd_logged[-1] if kd_logged else None})
     if gen_metrics:
         metrics.update({"traces_sampled": gen_metrics["sampled"], "traces_kept": gen_metrics["kept"]})
     ctx.add_report(f"Distilled `{teacher}` ({n_teacher:,} params) into `{p.student}` ({n_student:,} params, "
-                   f"{metrics['param_ratio']:.2f}×) by SFT on {metrics['rows']} teacher traces.")
+                   f"{metrics['param_ratio']:.2f}×) by SFT on {metrics['rows']} teacher traces"
+                   + (f", with token-level KD on the teacher's logits (α={p.kd_alpha}, T={p.kd_temperature}, "
+                      f"{p.kd_divergence}; kd_loss {metrics['first_kd_loss']:.4g} → {metrics['final_kd_loss']:.4g})"
+                      if kd is not None and metrics["first_kd_loss"] is not None else "") + ".")
     return metrics
 
 

@@ -87,7 +87,9 @@ def build_dataset(ctx: StageContext, p: Params):
     return datasets.Dataset.from_list(rows)
 
 
-def run(ctx: StageContext) -> dict:
+def run(ctx: StageContext, kd=None) -> dict:
+    """Train; `kd` (internal, set by the distill stage) is an object whose `trainer_class(base)` returns a subclass
+    of the trainer class that adds token-level distillation on a teacher's logits (r1lab.stages.distill.KD)."""
     import torch
     from trl import SFTConfig
 
@@ -121,8 +123,11 @@ def run(ctx: StageContext) -> dict:
         seed=seed, data_seed=seed, bf16=bf16, fp16=False, use_cpu=not cuda,
         gradient_checkpointing=p.gradient_checkpointing, dataloader_num_workers=0, disable_tqdm=True,
     )
-    trainer = _trainer_class(model)(model=model, args=args, train_dataset=train, processing_class=tok,
-                         peft_config=peft_config, callbacks=[ctx.trainer_callback()])
+    trainer_class = _trainer_class(model)
+    if kd is not None:
+        trainer_class = kd.trainer_class(trainer_class)
+    trainer = trainer_class(model=model, args=args, train_dataset=train, processing_class=tok,
+                            peft_config=peft_config, callbacks=[ctx.trainer_callback()])
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
     for cb in (PrinterCallback, ProgressCallback):   # our callback shows rich progress and logs to metrics.jsonl
