@@ -74,8 +74,9 @@ def _trainer(tmp_path, student, tok, kd=None):
     return tr, batch
 
 
-def _by_hand(student, teacher, batch, alpha, T):
-    """α·T²·KL(softmax(t/T) ‖ softmax(s/T)) + (1−α)·CE, both summed over completion tokens / their number."""
+def _by_hand(student, teacher, batch, alpha, T, divergence="forward"):
+    """α·T²·KL(softmax(t/T) ‖ softmax(s/T)) + (1−α)·CE, both summed over completion tokens / their number
+    (reverse: KL(s‖t); jsd: ½KL(t‖m) + ½KL(s‖m), m = ½(s + t))."""
     import torch.nn.functional as F
 
     ids, am, labels = batch["input_ids"], batch["attention_mask"], batch["labels"]
@@ -86,7 +87,14 @@ def _by_hand(student, teacher, batch, alpha, T):
     keep = target != -100
     n = keep.sum()
     log_s, log_t = torch.log_softmax(s / T, -1), torch.log_softmax(t / T, -1)
-    kl = (log_t.exp() * (log_t - log_s)).sum(-1)[keep].sum() / n
+    if divergence == "forward":
+        d = (log_t.exp() * (log_t - log_s)).sum(-1)
+    elif divergence == "reverse":
+        d = (log_s.exp() * (log_s - log_t)).sum(-1)
+    else:
+        log_m = torch.log(0.5 * log_s.exp() + 0.5 * log_t.exp())
+        d = 0.5 * (log_t.exp() * (log_t - log_m)).sum(-1) + 0.5 * (log_s.exp() * (log_s - log_m)).sum(-1)
+    kl = d[keep].sum() / n
     ce = F.cross_entropy(s[keep], target[keep], reduction="sum") / n
     return alpha * T * T * kl + (1 - alpha) * ce, n, float(kl), float(ce)
 
@@ -118,11 +126,17 @@ def test_kd_loss_is_the_equation(tmp_path, nano_deepseek, tiny_model, kind):
             torch.testing.assert_close(got_sum.double(), want, rtol=1e-5, atol=0)
             logged = tr._metrics["eval"]   # eval mode here; what the log line of a step averages
             assert logged["kd_loss"][-1] == pytest.approx(kl, rel=1e-6) and logged["ce_loss"][-1] == pytest.approx(ce, rel=1e-6)
+    for divergence in ("reverse", "jsd"):   # TRL's generalized JSD at beta 1 and 0.5
+        kd.alpha, kd.temperature, kd.divergence = 0.5, 2.0, divergence
+        want = _by_hand(student, teacher, batch, 0.5, 2.0, divergence)[0]
+        with torch.no_grad():
+            torch.testing.assert_close(tr.compute_loss(student, dict(batch)).double(), want, rtol=1e-5, atol=0)
 
 
 @pytest.mark.parametrize("kind", ["deepseek", "llama"])
 def test_kd_alpha_zero_is_the_sft_loss(tmp_path, nano_deepseek, tiny_model, kind):
-    """α=0 equals the sft stage's own loss: our model's CE + λ·MTP + balance (train mode, all on), or TRL's fused SFT loss."""
+    """α=0 equals the sft stage's own loss: our model's CE + λ·MTP + balance (train mode, all on), or TRL's fused SFT
+    loss. For our model the balance term stays out of the (1−α) mix: at α=1 the loss is T²·KL + balance."""
     teacher = load_model(str(nano_deepseek))
     torch.manual_seed(2)
     student = load_model(str(nano_deepseek)) if kind == "deepseek" else load_model(str(tiny_model))
@@ -130,16 +144,25 @@ def test_kd_alpha_zero_is_the_sft_loss(tmp_path, nano_deepseek, tiny_model, kind
         for w in student.parameters():   # not the teacher's weights
             w.add_(0.02 * torch.randn_like(w))
     tok = sft.load_tokenizer(str(nano_deepseek))
+    kd = KD(teacher, alpha=0.0, temperature=2.0)
     plain, batch = _trainer(tmp_path / "plain", student, tok)
-    distil, _ = _trainer(tmp_path / "kd", student, tok, KD(teacher, alpha=0.0, temperature=2.0))
+    distil, _ = _trainer(tmp_path / "kd", student, tok, kd)
     student.train()
     n = (batch["labels"][:, 1:] != -100).sum()
     with torch.no_grad():
         want = plain.compute_loss(student, dict(batch), num_items_in_batch=n)
         got = distil.compute_loss(student, dict(batch), num_items_in_batch=n)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=0)
     if kind == "deepseek":
         assert plain._metrics["train"]["mtp_loss"] and plain._metrics["train"]["aux_loss"]   # both terms present
-    torch.testing.assert_close(got, want, rtol=1e-5, atol=0)
+        kd.alpha = 1.0
+        with torch.no_grad():
+            got = distil.compute_loss(student, dict(batch), num_items_in_batch=n)
+            out = student(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"])
+        t_logits = teacher(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        want = 4.0 * kd_loss(out.logits, t_logits, batch["labels"], temperature=2.0) + out.aux_loss
+        assert out.aux_loss > 0
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=0)
 
 
 def test_kd_distill_pulls_student_to_teacher(tmp_path, nano_deepseek):
