@@ -126,6 +126,10 @@ def test_kd_loss_is_the_equation(tmp_path, nano_deepseek, tiny_model, kind):
             torch.testing.assert_close(got_sum.double(), want, rtol=1e-5, atol=0)
             logged = tr._metrics["eval"]   # eval mode here; what the log line of a step averages
             assert logged["kd_loss"][-1] == pytest.approx(kl, rel=1e-6) and logged["ce_loss"][-1] == pytest.approx(ce, rel=1e-6)
+            with torch.no_grad():   # one of two gradient-accumulation micro-batches: both terms are a half share
+                half = tr.compute_loss(student, dict(batch), num_items_in_batch=2 * n)
+            torch.testing.assert_close(half.double(), want / 2, rtol=1e-5, atol=0)
+            assert logged["kd_loss"][-1] == pytest.approx(kl, rel=1e-6)   # still logged per token
     for divergence in ("reverse", "jsd"):   # TRL's generalized JSD at beta 1 and 0.5
         kd.alpha, kd.temperature, kd.divergence = 0.5, 2.0, divergence
         want = _by_hand(student, teacher, batch, 0.5, 2.0, divergence)[0]

@@ -144,20 +144,22 @@ class KD:
                     t_logits = self.kd_teacher(input_ids=inputs["input_ids"],
                                                attention_mask=inputs.get("attention_mask")).logits
                 div = kd_loss(out.logits, t_logits, labels, kd.temperature, kd.divergence, num_items_in_batch)
-                # our model adds its MoE balance term to `loss`: keep it out of the (1 - α) mix
-                balance = getattr(out, "aux_loss", None) if hasattr(out, "main_loss") else None
+                ours = hasattr(out, "main_loss")   # our model's output: loss = CE + λ·MTP + balance, each reported
+                # the MoE balance term is a router regulariser, not a data term: keep it out of the (1 - α) mix
+                balance = out.aux_loss if ours else None
                 hard = out.loss - balance if balance is not None else out.loss
                 loss = kd.alpha * kd.temperature ** 2 * div + (1 - kd.alpha) * hard
                 if balance is not None:
                     loss = loss + balance
                 if self.args.average_tokens_across_devices and num_items_in_batch is not None:
                     loss = loss * self.accelerator.num_processes   # as the sft trainer: DDP averages gradients
+                # logged per completion token of this micro-batch (the loss terms are shares of num_items_in_batch)
+                n_local = (labels[:, 1:] != -100).sum().clamp(min=1)
+                share = float(num_items_in_batch / n_local) if num_items_in_batch is not None else 1.0
                 mode = "train" if model.training else "eval"
-                ce = getattr(out, "main_loss", None)
-                ce = out.loss if ce is None else ce
-                self._metrics[mode]["kd_loss"].append(float(div.detach()))
-                self._metrics[mode]["ce_loss"].append(float(ce.detach()))
-                for k in ("mtp_loss", "aux_loss") if hasattr(out, "main_loss") else ():
+                self._metrics[mode]["kd_loss"].append(float(div.detach()) * share)
+                self._metrics[mode]["ce_loss"].append(float((out.main_loss if ours else out.loss).detach()) * share)
+                for k in ("mtp_loss", "aux_loss") if ours else ():
                     v = getattr(out, k, None)
                     if v is not None:
                         self._metrics[mode][k].append(float(v.detach()))
