@@ -225,3 +225,42 @@ def test_kd_needs_one_vocabulary(tmp_path, nano_deepseek, tiny_tok):
     check_vocab(str(nano_deepseek), str(nano_deepseek))
     with pytest.raises(ValueError, match="kd_divergence"):
         Params(traces=["task:arithmetic"], kd_alpha=0.5, kd_divergence="tv")
+
+
+def test_param_count_leaves_out_mtp_and_overrides_size_the_student(tmp_path):
+    """_n_params counts the served model (MTP modules excluded), and student_overrides resizes a preset student."""
+    from types import SimpleNamespace
+
+    from base_model import DeepSeekForCausalLM, get_preset
+    from r1lab.stages.distill import _n_params, _student_path
+
+    cfg = get_preset("nano")
+    model = DeepSeekForCausalLM(cfg)
+    model.save_pretrained(tmp_path / "t", safe_serialization=True)
+    mtp = f"model.layers.{cfg.num_hidden_layers}."
+    served = sum(v.numel() for k, v in model.state_dict().items() if not k.startswith(mtp))
+    assert cfg.num_nextn_predict_layers == 1 and served < sum(v.numel() for v in model.state_dict().values())
+    assert _n_params(str(tmp_path / "t")) == served
+
+    class Tok:   # the two things _student_path reads from a tokenizer
+        eos_token_id, pad_token_id = 1, 0
+
+        def __len__(self):
+            return 512
+
+        def save_pretrained(self, path):
+            pass
+
+    ctx = SimpleNamespace(out_dir=tmp_path / "d", seed=0)
+    small = Params(traces=["task:arithmetic"], student="nano")
+    wide = Params(traces=["task:arithmetic"], student="nano", student_overrides={"hidden_size": 96})
+    (tmp_path / "d").mkdir()
+    n_small = _n_params(_student_path(ctx, small, Tok()))
+    ctx.out_dir = tmp_path / "d2"
+    (tmp_path / "d2").mkdir()
+    path = _student_path(ctx, wide, Tok())
+    assert json.loads((tmp_path / "d2" / "_student_init" / "config.json").read_text())["hidden_size"] == 96
+    assert _n_params(path) > n_small
+    with pytest.raises(ValueError, match="student_overrides"):
+        _student_path(ctx, Params(traces=["task:arithmetic"], student=str(tmp_path / "t"),
+                                  student_overrides={"hidden_size": 96}), Tok())

@@ -29,8 +29,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -61,6 +62,8 @@ class GenerateParams(StageParams):
 
 class Params(StageParams):
     student: str = Field("student", description="a base_model preset, or a path to an HF causal LM sharing the tokenizer")
+    student_overrides: dict[str, Any] = Field(default_factory=dict, description="config fields changed on the preset, "
+                                              "e.g. {hidden_size: 192} (a preset student only)")
     traces: list[DataSpec] = Field(default_factory=list, description="teacher traces (prompt + completion rows)")
     generate: GenerateParams | None = None
     mix_size: int | None = Field(None, ge=1)
@@ -183,6 +186,8 @@ def check_vocab(teacher: str, student: str) -> None:
 def _student_path(ctx: StageContext, p: Params, tok) -> str:
     """The student's starting weights: a preset materialised once (teacher's tokenizer, its vocab), or a path."""
     if "/" in p.student or Path(p.student).exists():
+        if p.student_overrides:
+            raise ValueError(f"distill: student_overrides applies to a base_model preset, not to the path {p.student!r}")
         return p.student
     import torch
 
@@ -191,7 +196,7 @@ def _student_path(ctx: StageContext, p: Params, tok) -> str:
     init = ctx.out_dir / "_student_init"
     if not (init / "config.json").exists():
         torch.manual_seed(ctx.seed if p.seed is None else p.seed)
-        cfg = get_preset(p.student, vocab_size=len(tok))
+        cfg = get_preset(p.student, **{"vocab_size": len(tok), **p.student_overrides})
         cfg.eos_token_id, cfg.pad_token_id = tok.eos_token_id, tok.pad_token_id
         with atomic_dir(init) as tmp:
             DeepSeekForCausalLM(cfg).save_pretrained(tmp, safe_serialization=True)
@@ -253,17 +258,28 @@ def run(ctx: StageContext) -> dict:
 
 
 def _n_params(model_dir: str) -> int:
-    """Parameter count from a checkpoint's safetensors headers (no weights loaded)."""
+    """Parameter count from a checkpoint's safetensors headers (no weights loaded). Multi-Token Prediction
+    modules (`model.layers.{i}` with i >= num_hidden_layers, a training-time add-on the served model drops) are
+    not counted, so a teacher with MTP is compared with its student on the model that answers."""
     import struct
 
+    cfg = json.loads((Path(model_dir) / "config.json").read_text()) if (Path(model_dir) / "config.json").exists() else {}
+    n_layers = cfg.get("num_hidden_layers")
     total = 0
     for f in Path(model_dir).glob("*.safetensors"):
         with open(f, "rb") as fh:
             header = json.loads(fh.read(struct.unpack("<Q", fh.read(8))[0]))
         for k, v in header.items():
-            if k != "__metadata__":
-                n = 1
-                for d in v["shape"]:
-                    n *= d
-                total += n
+            layer = _layer_index(k)
+            if k == "__metadata__" or (n_layers is not None and layer is not None and layer >= n_layers):
+                continue
+            n = 1
+            for d in v["shape"]:
+                n *= d
+            total += n
     return total
+
+
+def _layer_index(key: str) -> int | None:
+    m = re.match(r"model\.layers\.(\d+)\.", key)
+    return int(m.group(1)) if m else None
