@@ -100,3 +100,22 @@ def test_difficulty_grows():
 def test_too_small_space_fails_clearly():
     with pytest.raises(ValueError, match="distinct"):
         task_rows("arithmetic", n=500, split="test", difficulty=1)
+
+
+def test_arithmetic_worked_steps_hold_and_end_at_the_answer():
+    """Every column line of the worked solution is true arithmetic, and the last `so a op b = r` is the answer."""
+    col = re.compile(r"^(\d+) ([-+*]) (\d+) ([-+]) (\d+) = (\d+), write (\d+), (carry|borrow) (\d+)$")
+    for r in task_rows("arithmetic", n=200, seed=0, difficulty=[1, 2, 3, 4, 5]):
+        lines = re.search(r"<think>\n(.*)\n</think>", r["solution"], re.S).group(1).splitlines()
+        checked = 0
+        for line in lines:
+            m = col.match(line.split("borrow: ")[-1])   # a borrow line restates its column after "borrow: "
+            if m:
+                a, op, b, op2, c, s, w, kind, k = m.groups()
+                v = {"+": int(a) + int(b), "-": int(a) - int(b), "*": int(a) * int(b)}[op]
+                v = v + int(c) if op2 == "+" else v - int(c)
+                assert v == int(s) and int(w) == int(s) % 10, line
+                checked += 1
+        last = re.match(r"so (\d+) ([-+*]) (\d+) = (-?\d+)$", lines[-1])
+        assert last and last.group(4) == r["answer"] and eval(f"{last.group(1)}{last.group(2)}{last.group(3)}") == int(r["answer"])  # noqa: S307
+        assert checked or "*" in lines[0]

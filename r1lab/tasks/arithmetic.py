@@ -1,10 +1,16 @@
 """Multi-digit arithmetic with worked column-by-column steps.
 
-difficulty d: operands of up to d+... digits — 1: one-digit +/-, 2: two-digit +/-/×, 3: three-digit,
-4: four-digit, 5: three operands of up to three digits. Subtraction never goes negative.
+difficulty d: 1: one-digit +/-, 2: two-digit +/- and two-digit × one digit, 3: three-digit +/- and three-digit ×
+two digits, 4: four-digit, 5: three operands of two or three digits. Subtraction never goes negative.
+
+The worked steps are the pretraining corpus's own (`base_model.corpus`: the operands restated, then one line per
+column with its carry or borrow, then "so a op b = r"): a base model pretrained on that corpus already knows the
+procedure, as DeepSeek-V3-Base knows mathematics before R1's stages; cold-start SFT teaches it this task's
+question and the R1 answer shape, and RL sharpens it.
 """
 from __future__ import annotations
 
+from base_model.corpus import add_steps, mul_steps, sub_steps
 from r1lab.tasks.base import r1_format
 
 PROMPT = "Compute {expr}. Give the final number in <answer></answer>."
@@ -15,55 +21,10 @@ def _digits(rng, d):
     return rng.randint(lo, 10 ** d - 1)
 
 
-def _add_steps(a, b):
-    xs, ys = str(a)[::-1], str(b)[::-1]
-    carry, lines, out = 0, [], []
-    for i in range(max(len(xs), len(ys))):
-        x = int(xs[i]) if i < len(xs) else 0
-        y = int(ys[i]) if i < len(ys) else 0
-        s = x + y + carry
-        lines.append(f"{x} + {y}" + (f" + {carry}" if carry else "") + f" = {s}, write {s % 10}" + (", carry 1" if s >= 10 else ""))
-        out.append(s % 10)
-        carry = s // 10
-    if carry:
-        lines.append("write the final carry 1")
-    return lines
-
-
-def _sub_steps(a, b):
-    xs, ys = str(a)[::-1], str(b)[::-1]
-    borrow, lines = 0, []
-    for i in range(len(xs)):
-        x = int(xs[i]) - borrow
-        y = int(ys[i]) if i < len(ys) else 0
-        if x < y:
-            lines.append(f"{x} - {y} needs a borrow: {x + 10} - {y} = {x + 10 - y}")
-            borrow = 1
-        else:
-            lines.append(f"{x} - {y} = {x - y}")
-            borrow = 0
-    return lines
-
-
-def _mul_steps(a, b):
-    lines, parts = [], []
-    for i, ch in enumerate(str(b)[::-1]):
-        place = int(ch) * 10 ** i
-        if place == 0:
-            continue
-        parts.append(a * place)
-        lines.append(f"{a} × {place} = {a * place}")
-    if len(parts) > 1:
-        lines.append(" + ".join(map(str, parts)) + f" = {sum(parts)}")
-    return lines
-
-
 def _binary(a, op, b):
-    if op == "+":
-        return a + b, _add_steps(a, b)
-    if op == "-":
-        return a - b, _sub_steps(a, b)
-    return a * b, _mul_steps(a, b) or [f"{a} × {b} = {a * b}"]
+    """(result, worked lines) for `a op b`, the operands restated first as in the corpus."""
+    steps = {"+": add_steps, "-": sub_steps, "*": mul_steps}[op](a, b)
+    return {"+": a + b, "-": a - b, "*": a * b}[op], [f"{a} {op} {b}"] + steps
 
 
 def make(rng, d: int):
@@ -77,7 +38,7 @@ def make(rng, d: int):
             op2 = "+"
         r2, s2 = _binary(r1, op2, c)
         expr = f"{a} {op1} {b} {op2} {c}"
-        think = f"First {a} {op1} {b}:\n" + "\n".join(s1) + f"\nSo {a} {op1} {b} = {r1}.\nThen {r1} {op2} {c}:\n" + "\n".join(s2) + f"\nSo {expr} = {r2}."
+        think = f"First {a} {op1} {b}:\n" + "\n".join(s1) + f"\nThen {r1} {op2} {c}:\n" + "\n".join(s2)
         return {"key": expr, "prompt": PROMPT.format(expr=expr), "answer": str(r2), "solution": r1_format(think, str(r2))}
     ops = "+-" if d == 1 else "+-*"
     op = rng.choice(ops)
@@ -85,7 +46,5 @@ def make(rng, d: int):
     if op == "-" and a < b:
         a, b = b, a
     r, steps = _binary(a, op, b)
-    sym = "×" if op == "*" else op
-    expr = f"{a} {sym} {b}"
-    think = f"Compute {expr} step by step.\n" + "\n".join(steps) + f"\nSo {expr} = {r}."
-    return {"key": expr, "prompt": PROMPT.format(expr=expr), "answer": str(r), "solution": r1_format(think, str(r))}
+    expr = f"{a} {op} {b}"
+    return {"key": expr, "prompt": PROMPT.format(expr=expr), "answer": str(r), "solution": r1_format("\n".join(steps), str(r))}
