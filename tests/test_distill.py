@@ -264,3 +264,25 @@ def test_param_count_leaves_out_mtp_and_overrides_size_the_student(tmp_path):
     with pytest.raises(ValueError, match="student_overrides"):
         _student_path(ctx, Params(traces=["task:arithmetic"], student=str(tmp_path / "t"),
                                   student_overrides={"hidden_size": 96}), Tok())
+
+
+def test_student_from_an_earlier_stage(tmp_path):
+    """`student: stage:NAME` starts the student from that stage's model, makes NAME an input, and must name an
+    earlier stage."""
+    from types import SimpleNamespace
+
+    from r1lab.config import ConfigError
+    from r1lab.stages.distill import _student_path
+
+    first = {"name": "a", "kind": "distill", "student": "nano", "traces": [{"task": "arithmetic", "n": 4}]}
+    second = {"name": "b", "kind": "distill", "student": "stage:a", "traces": [{"task": "arithmetic", "n": 4}]}
+    cfg = tmp_path / "p.yaml"
+    head = {"name": "p", "output_dir": str(tmp_path / "out"), "model": "nano", "tokenizer": {"vocab_size": 512}}
+    cfg.write_text(yaml.safe_dump({**head, "stages": [first, second]}))
+    b = load_pipeline(cfg).stage("b")
+    assert b.depends_on() == ["a"]
+    ctx = SimpleNamespace(output_dir=tmp_path / "out", out_dir=tmp_path / "out" / "b", seed=0)
+    assert _student_path(ctx, b.params, None) == str(tmp_path / "out" / "a" / "model")
+    cfg.write_text(yaml.safe_dump({**head, "stages": [second, first]}))
+    with pytest.raises(ConfigError, match="earlier stage"):
+        load_pipeline(cfg)

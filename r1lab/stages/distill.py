@@ -61,7 +61,8 @@ class GenerateParams(StageParams):
 
 
 class Params(StageParams):
-    student: str = Field("student", description="a base_model preset, or a path to an HF causal LM sharing the tokenizer")
+    student: str = Field("student", description="a base_model preset (random init), `stage:NAME` (an earlier stage's "
+                         "model, e.g. a pretrained student), or a path to an HF causal LM sharing the tokenizer")
     student_overrides: dict[str, Any] = Field(default_factory=dict, description="config fields changed on the preset, "
                                               "e.g. {hidden_size: 192} (a preset student only)")
     traces: list[DataSpec] = Field(default_factory=list, description="teacher traces (prompt + completion rows)")
@@ -183,8 +184,17 @@ def check_vocab(teacher: str, student: str) -> None:
                          f"has vocab_size {vt}, student {student} has vocab_size {vs}")
 
 
+def depends_on(p: Params) -> list[str]:
+    """`student: stage:NAME` makes NAME an input of this stage (ordering, fingerprints)."""
+    return [p.student.split(":", 1)[1]] if p.student.startswith("stage:") else []
+
+
 def _student_path(ctx: StageContext, p: Params, tok) -> str:
     """The student's starting weights: a preset materialised once (teacher's tokenizer, its vocab), or a path."""
+    if p.student.startswith("stage:"):
+        if p.student_overrides:
+            raise ValueError(f"distill: student_overrides applies to a base_model preset, not to {p.student!r}")
+        return str(ctx.output_dir / p.student.split(":", 1)[1] / "model")
     if "/" in p.student or Path(p.student).exists():
         if p.student_overrides:
             raise ValueError(f"distill: student_overrides applies to a base_model preset, not to the path {p.student!r}")
