@@ -119,6 +119,10 @@ class DataSpec(BaseModel):
 
             if self.task not in TASKS:
                 raise ValueError(f"unknown task {self.task!r}; expected one of: {', '.join(TASKS)}")
+            if self.n is not None:   # a task has a finite space of distinct problems per level: say so at load time
+                from r1lab.tasks import task_rows
+
+                task_rows(self.task, n=self.n, split=self.split, seed=self.seed or 0, difficulty=self.difficulty)
         if self.path:
             ctx = (info.context or {}) if info is not None else {}
             p = Path(self.path)
