@@ -313,13 +313,27 @@ def plot_r1_zero(curve: list[dict], path, title: str = ""):
     import matplotlib.pyplot as plt
 
     steps = [c["step"] for c in curve]
+    acc = [c["accuracy"] if c["accuracy"] is not None else float("nan") for c in curve]
+    length = [c["length"] if c["length"] is not None else float("nan") for c in curve]
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.5))
-    a.plot(steps, [c["accuracy"] if c["accuracy"] is not None else float("nan") for c in curve], marker=".")
+    a.plot(steps, acc, marker=".", alpha=0.35, label="per step")
+    a.plot(steps, _rolling(acc), color="C0", label=f"mean of last {min(10, len(acc))}")
+    a.legend(loc="best", fontsize=8)
     a.set_xlabel("step"); a.set_ylabel("accuracy (train batch)"); a.set_title(title or "accuracy")
-    b.plot(steps, [c["length"] if c["length"] is not None else float("nan") for c in curve], marker=".", color="C1")
+    b.plot(steps, length, marker=".", color="C1", alpha=0.35)
+    b.plot(steps, _rolling(length), color="C1")
     b.set_xlabel("step"); b.set_ylabel("mean response length (tokens)"); b.set_title("response length")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def _rolling(xs: list[float], window: int = 10) -> list[float]:
+    """Trailing mean over up to `window` points (NaNs skipped): a single GRPO batch is a noisy accuracy estimate."""
+    out = []
+    for i in range(len(xs)):
+        part = [x for x in xs[max(0, i - window + 1): i + 1] if x == x]
+        out.append(sum(part) / len(part) if part else float("nan"))
+    return out
