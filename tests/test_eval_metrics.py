@@ -136,3 +136,27 @@ def test_standard_error_and_bootstrap_interval():
     assert lo < s["mean"] < hi
     assert (hi - lo) == pytest.approx(2 * 1.96 * s["stderr"], rel=0.15)   # bootstrap ~ normal interval here
     assert M.ks_for(16) == [1, 2, 4, 8, 16] and M.ks_for(6) == [1, 2, 4, 6] and M.ks_for(1) == [1]
+
+
+def test_paired_difference_is_the_mean_and_se_of_per_problem_differences():
+    """Δ = mean over shared problems of (b − a), se = sd(Δ)/√n; problems only one model saw are left out. Pairing is
+    tighter than the two separate standard errors when the models agree on which problems are hard."""
+    import numpy as np
+
+    from r1lab.eval.metrics import paired_difference
+    from r1lab.eval.report import paired_lines
+
+    rng = np.random.default_rng(0)
+    hard = rng.random(200)                                   # shared difficulty
+    a = {f"p{i}": float(h > 0.5) for i, h in enumerate(hard)}
+    b = {f"p{i}": float(h > 0.4) for i, h in enumerate(hard)}   # b also solves some of a's failures
+    b["only_b"] = 1.0
+    d = paired_difference(a, b)
+    diffs = np.array([b[k] - a[k] for k in a])
+    assert d["n_problems"] == 200
+    assert abs(d["mean"] - diffs.mean()) < 1e-12 and abs(d["stderr"] - diffs.std(ddof=1) / np.sqrt(200)) < 1e-12
+    sep = np.sqrt(np.var(list(a.values()), ddof=1) / 200 + np.var([b[k] for k in a], ddof=1) / 200)
+    assert d["stderr"] < sep / 2
+    lines = paired_lines("bench", {"A": {"per_problem": a}, "B": {"per_problem": b}, "C": {}})
+    assert lines[-1] == f"| B | A | {100 * d['mean']:+.1f} | {100 * d['stderr']:.1f} | 200 |"
+    assert paired_lines("bench", {"A": {"per_problem": a}}) == []

@@ -47,6 +47,18 @@ def pass_at_1(verdicts: Sequence[Sequence[float]]) -> float:
     return float(np.mean([np.mean(v) for v in verdicts]))
 
 
+def paired_difference(a: dict, b: dict) -> dict:
+    """pass@1 of b minus a on the problems both saw ({problem id: that problem's pass@1}), with the standard error of
+    the per-problem differences. Pairing removes the problem-difficulty variance both models share, so two models
+    on one test set are compared far more tightly than their separate standard errors suggest."""
+    ids = [i for i in a if i in b]
+    d = np.array([b[i] - a[i] for i in ids], dtype=np.float64)
+    n = len(d)
+    mean = float(d.mean()) if n else float("nan")
+    stderr = float(d.std(ddof=1) / math.sqrt(n)) if n > 1 else float("nan")
+    return {"mean": mean, "stderr": stderr, "n_problems": n}
+
+
 def pass_at_1_stats(verdicts: Sequence[Sequence[float]], n_boot: int = 1000, seed: int = 0,
                     level: float = 0.95) -> dict:
     """pass@1 with its standard error over problems and a percentile bootstrap interval (problems resampled)."""

@@ -75,6 +75,7 @@ def markdown(results: dict, plots: list[str] = (), samples_hint: str = "samples/
                 lines.append(f"| {n} | pass@k | " + " | ".join(_pct(r["pass@k"].get(k)) for k in ks) + " |")
                 if r.get("cons@k"):
                     lines.append(f"| {n} | cons@k | " + " | ".join(_pct(r["cons@k"].get(k)) for k in ks) + " |")
+        lines += paired_lines(bench, per)
         for n, r in per.items():
             for col, groups in (r.get("breakdown") or {}).items():
                 lines += ["", f"### {bench} by {col}: {n}", "", f"| {col} | n | pass@1 | greedy |", "|---|---|---|---|"]
@@ -86,6 +87,23 @@ def markdown(results: dict, plots: list[str] = (), samples_hint: str = "samples/
         lines += [""] + [f"![{Path(p).stem}]({p})" for p in plots]
     lines += ["", f"Per-sample records (prompt, completion, extracted answer, verdict): `{samples_hint}`.", ""]
     return "\n".join(lines)
+
+
+def paired_lines(bench: str, per: dict) -> list[str]:
+    """Markdown: each model's pass@1 minus the previous model's (in the order given) on the same problems, ± the
+    paired standard error — how a pipeline's stages are compared (e.g. GRPO against the cold start before it)."""
+    from r1lab.eval.metrics import paired_difference
+
+    names = [n for n, r in per.items() if r.get("per_problem")]
+    if len(names) < 2:
+        return []
+    out = ["", f"### {bench}: paired differences (same problems, pass@1 points)", "",
+           "| model | minus | Δ pass@1 | ±se (paired) | n |", "|---|---|---|---|---|"]
+    for prev, cur in zip(names, names[1:]):
+        d = paired_difference(per[prev]["per_problem"], per[cur]["per_problem"])
+        se = "-" if d["stderr"] != d["stderr"] else f"{100 * d['stderr']:.1f}"
+        out.append(f"| {cur} | {prev} | {100 * d['mean']:+.1f} | {se} | {d['n_problems']} |")
+    return out
 
 
 def plot(results: dict, out_dir: Path) -> list[str]:

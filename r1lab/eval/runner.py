@@ -105,6 +105,8 @@ def summarize(records: list[dict], bench: Benchmark, cfg: EvalConfig) -> dict:
     if cfg.samples and records:
         verdicts = [[float(s["correct"]) for s in ss] for ss in samples]
         out["pass@1"] = M.pass_at_1_stats(verdicts, n_boot=cfg.n_boot, seed=cfg.seed)
+        # per-problem pass@1 by problem id, for paired comparisons between models (report.paired_lines)
+        out["per_problem"] = {str(r["row"].get("id", i)): float(np.mean(v)) for i, (r, v) in enumerate(zip(records, verdicts))}
         ks = M.ks_for(cfg.samples)
         out["pass@k"] = {str(k): M.mean_pass_at_k(verdicts, k) for k in ks}
         if bench.kind in ("math", "countdown"):
