@@ -29,17 +29,21 @@ from rewards.registry import completion_texts, record_reasons, register
 # ---------------------------------------------------------------- 1. extraction
 
 
+def matching_close(s: str, start: int, opens: str = "{", closes: str = "}") -> int:
+    """Index of the bracket closing the one that opens at s[start], counting nesting over the `opens`/`closes`
+    characters; -1 if it never closes. (Shared by the answer readers here and math_sympy's LaTeX reader.)"""
+    depth = 0
+    for j in range(start, len(s)):
+        depth += 1 if s[j] in opens else -1 if s[j] in closes else 0
+        if depth == 0:
+            return j
+    return -1
+
+
 def _braced(text: str, start: int) -> str | None:
     """Content of the {...} group opening at text[start] (nested braces), or None if unbalanced."""
-    depth = 0
-    for j in range(start, len(text)):
-        if text[j] == "{":
-            depth += 1
-        elif text[j] == "}":
-            depth -= 1
-            if depth == 0:
-                return text[start + 1 : j]
-    return None
+    j = matching_close(text, start)
+    return text[start + 1 : j] if j >= 0 else None
 
 
 def last_boxed(text: str) -> str | None:
@@ -180,15 +184,6 @@ def split_top(s: str, seps: str = ",") -> list[str]:
     return [p.strip() for p in parts]
 
 
-def _matching_close(s: str) -> int:
-    depth = 0
-    for j, c in enumerate(s):
-        depth += 1 if c in "([{" else -1 if c in ")]}" else 0
-        if depth == 0:
-            return j
-    return -1
-
-
 _INEQ = re.compile(r"(\\leq|\\geq|\\le|\\ge|\\lt|\\gt|<=|>=|<|>|≤|≥)")
 _LESS = {r"\leq": True, r"\le": True, "<=": True, "≤": True, "<": False, r"\lt": False}  # value: closed?
 _MORE = {r"\geq": True, r"\ge": True, ">=": True, "≥": True, ">": False, r"\gt": False}
@@ -236,7 +231,7 @@ def structure(s: str):
         return ("set", split_top(s[2:-2].replace(r"\{", "{").replace(r"\}", "}")))
     if r"\cup" in s:
         return ("union", [structure(p) for p in s.split(r"\cup")])
-    if s[:1] in "([" and s[-1:] in ")]" and _matching_close(s) == len(s) - 1:
+    if s[:1] in "([" and s[-1:] in ")]" and matching_close(s, 0, "([{", ")]}") == len(s) - 1:
         items = split_top(s[1:-1])
         if len(items) == 1:
             return structure(items[0])

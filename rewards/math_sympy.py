@@ -23,6 +23,8 @@ from sympy.parsing.sympy_parser import (
     standard_transformations,
 )
 
+from rewards.math import matching_close
+
 _TRANSFORMS = standard_transformations + (implicit_multiplication_application, rationalize, factorial_notation)
 
 _FUNCS = {
@@ -51,12 +53,10 @@ def group(s: str, i: int) -> tuple[str, int]:
     if i >= len(s):
         raise ValueError("missing argument")
     if s[i] == "{":
-        depth = 0
-        for j in range(i, len(s)):
-            depth += {"{": 1, "}": -1}.get(s[j], 0)
-            if depth == 0:
-                return s[i + 1 : j], j + 1
-        raise ValueError("unbalanced braces")
+        j = matching_close(s, i)
+        if j < 0:
+            raise ValueError("unbalanced braces")
+        return s[i + 1 : j], j + 1
     m = re.match(r"\\[a-zA-Z]+", s[i:])
     if m:
         return m.group(0), i + len(m.group(0))
@@ -100,12 +100,10 @@ def _command(s: str, i: int, name: str, out: list) -> int:
 
 
 def _paren(s: str, i: int) -> tuple[str, int]:
-    depth = 0
-    for j in range(i, len(s)):
-        depth += {"(": 1, ")": -1}.get(s[j], 0)
-        if depth == 0:
-            return s[i + 1 : j], j + 1
-    raise ValueError("unbalanced parentheses")
+    j = matching_close(s, i, "(", ")")
+    if j < 0:
+        raise ValueError("unbalanced parentheses")
+    return s[i + 1 : j], j + 1
 
 
 def to_python(s: str) -> str:
