@@ -191,14 +191,11 @@ def depends_on(p: Params) -> list[str]:
 
 def _student_path(ctx: StageContext, p: Params, tok) -> str:
     """The student's starting weights: a preset materialised once (teacher's tokenizer, its vocab), or a path."""
-    if p.student.startswith("stage:"):
+    from_stage = p.student.startswith("stage:")
+    if from_stage or "/" in p.student or Path(p.student).exists():
         if p.student_overrides:
             raise ValueError(f"distill: student_overrides applies to a base_model preset, not to {p.student!r}")
-        return str(ctx.output_dir / p.student.split(":", 1)[1] / "model")
-    if "/" in p.student or Path(p.student).exists():
-        if p.student_overrides:
-            raise ValueError(f"distill: student_overrides applies to a base_model preset, not to the path {p.student!r}")
-        return p.student
+        return str(ctx.output_dir / p.student.split(":", 1)[1] / "model") if from_stage else p.student
     import torch
 
     from base_model import DeepSeekForCausalLM, get_preset
