@@ -29,9 +29,9 @@ G, MAXLEN, TEMP = 4, 6, 0.7
 REWARDS = torch.tensor([1.0, 0.0, 0.0, 1.0, 1.0, 1.0, 0.0, 0.5])   # two groups of G=4
 
 
-def _trainer(tmp_path, model_dir, **kw):
+def _trainer(tmp_path, model_dir, g=G, **kw):
     p = Params(data=[{"task": "arithmetic", "n": 4, "difficulty": 1}], rewards={"think_format": 1.0},
-               num_generations=G, prompts_per_step=2, max_completion_length=MAXLEN, temperature=TEMP, **kw)
+               num_generations=g, prompts_per_step=2, max_completion_length=MAXLEN, temperature=TEMP, **kw)
     ctx = StageContext(name="rl", kind="grpo", params=p, out_dir=tmp_path / "rl", output_dir=tmp_path, seed=0,
                        model_spec=str(model_dir))
     trainer, _, _ = build_trainer(ctx, p, seed=0)
@@ -136,6 +136,37 @@ def test_group_normalised_advantages_and_dynamic_sampling(tmp_path, nano_deepsee
     kept = out["completion_mask"].view(-1, G, out["completion_mask"].size(1)).sum((1, 2)) > 0
     assert kept.tolist() == [True, False]
     assert out["num_items_in_batch"] == out["completion_mask"].sum() > 0
+
+
+def test_dynamic_sampling_finds_flat_groups_under_float_rounding(tmp_path, nano_deepseek):
+    """G=8 and rewards weighted 1.0 + 0.2 (the R1 YAMLs' accuracy + format): a flat group's weighted rewards are
+    1.2 eight times, whose float32 mean is off by an ulp, so its std is ~1e-7, not 0, and TRL's advantages are
+    ~1e-3 instead of 0. The flat group is still found (from the rewards, not the advantages), masked out and
+    counted in `groups/flat`; the varying group is kept."""
+    import rewards
+
+    g = 8
+    tr = _trainer(tmp_path, nano_deepseek, g=g, dynamic_sampling=True)
+    rows = [dict(r) for r in tr.train_dataset.select(range(2)) for _ in range(g)]
+    flat_id = rows[-1]["id"]
+
+    def acc(completions, completion_ids, id, **kw):
+        return [1.0 if i == flat_id else float(k % 2) for k, i in enumerate(id)]
+
+    def fmt(completions, **kw):
+        return [1.0] * len(completions)
+
+    tr.reward_funcs = [rewards.get_reward(acc), rewards.get_reward(fmt)]
+    tr.reward_func_names, tr.reward_processing_classes = ["acc", "fmt"], [None, None]
+    tr.reward_weights = torch.tensor([1.0, 0.2])
+    tr.model.train()
+    out = tr._generate_and_score_completions(rows)
+    flat_adv = out["advantages"][g:]
+    assert 0 < flat_adv.abs().max() < 1e-2          # the rounding is real: TRL's advantages are not exactly 0
+    kept = out["completion_mask"].view(-1, g, out["completion_mask"].size(1)).sum((1, 2)) > 0
+    assert kept.tolist() == [True, False]
+    assert tr._metrics["train"]["groups/flat"][-1] == 0.5
+    assert tr._metrics["train"]["dynamic_sampling/kept_groups"][-1] == 0.5
 
 
 def _true_lengths(tr, out):

@@ -14,9 +14,11 @@ All of this is TRL's code; this file only maps our YAML onto GRPOConfig and adds
   * rewards from the registry (name, pkg.mod:fn, path.py:fn) with weights -> TRL's reward_funcs/reward_weights;
     each is called with the batch's dataset columns (TRL's signature is ours);
   * dynamic sampling (DAPO): TRL has no option for it, so `dynamic_sampling: true` masks out, after scoring,
-    every group whose rewards are all equal (its advantages are all exactly 0) — those completions then count in
-    neither the loss nor its token normaliser. DAPO also re-samples to refill the batch; we do not (the step just
+    every group whose weighted rewards are all equal — those completions then count in neither the loss nor its
+    token normaliser. DAPO also re-samples to refill the batch; we do not (the step just
     trains on fewer groups; `dynamic_sampling/kept_groups` logs the share kept);
+  * `groups/flat` in the metrics: the share of groups whose rewards are all equal (no gradient). TRL's own
+    `frac_reward_zero_std` misses them when a weight like 0.2 makes the group mean round off (see flat_groups);
   * generation through the model's own `generate` (our fast latent-KV-cache path for DeepSeekForCausalLM),
     or TRL's vLLM colocate/server mode with `use_vllm`;
   * the reference model (β > 0) loaded with our model class rather than the transformers one;
@@ -190,26 +192,44 @@ def make_config(ctx: StageContext, p: Params, seed: int):
 
 
 def trainer_class(dynamic_sampling: bool):
-    """TRL's GRPOTrainer, plus dynamic sampling when asked (see the module doc)."""
+    """TRL's GRPOTrainer, logging the share of flat groups (`groups/flat`: all rewards equal, no gradient) and,
+    with dynamic sampling, masking those groups out (see the module doc)."""
     from trl import GRPOTrainer
 
-    if not dynamic_sampling:
-        return GRPOTrainer
+    class R1GRPOTrainer(GRPOTrainer):
+        def _calculate_rewards(self, inputs, *args, **kwargs):
+            self._rewards_per_func = super()._calculate_rewards(inputs, *args, **kwargs)
+            return self._rewards_per_func
 
-    class DynamicSamplingGRPOTrainer(GRPOTrainer):
         def _generate_and_score_completions(self, inputs):
             out = super()._generate_and_score_completions(inputs)
-            return drop_flat_groups(self, out)
+            flat = flat_groups(self, len(inputs))
+            mode = "train" if self.model.training else "eval"
+            self._metrics[mode]["groups/flat"].append(float(flat.float().mean()))
+            return drop_flat_groups(self, out, flat) if dynamic_sampling else out
 
-    return DynamicSamplingGRPOTrainer
+    return R1GRPOTrainer
 
 
-def drop_flat_groups(trainer, out: dict) -> dict:
-    """Mask out the completions of groups whose advantages are all 0 (= all rewards equal), and recount the
-    active tokens TRL's dapo normaliser uses. Groups are contiguous blocks of `num_generations` rows."""
-    adv = out["advantages"]
+def flat_groups(trainer, n_local: int):
+    """Which of this process's groups have all rewards equal, from the weighted rewards themselves. (Not from the
+    advantages, and not TRL's `frac_reward_zero_std`: for G=8 the mean of eight 0.2+1.0 rewards is off by an ulp,
+    so a flat group's std is ~1e-7, not 0, and its advantages ~1e-3.)"""
+    import torch
+
+    rpf = trainer._rewards_per_func
+    w = trainer.reward_weights.to(rpf.device)
+    r = (rpf * w.unsqueeze(0)).nansum(dim=1)
+    i = trainer.accelerator.process_index
+    g = r[i * n_local:(i + 1) * n_local].view(-1, trainer.num_generations)
+    spread = g.amax(dim=1) - g.amin(dim=1)
+    return spread <= 1e-6 * torch.clamp(g.abs().amax(dim=1), min=1.0)
+
+
+def drop_flat_groups(trainer, out: dict, flat) -> dict:
+    """Mask out the completions of flat groups (all rewards equal: no learning signal), and recount the active
+    tokens TRL's dapo normaliser uses. Groups are contiguous blocks of `num_generations` rows."""
     g = trainer.num_generations
-    flat = adv.view(-1, g).abs().amax(dim=1) == 0
     keep = (~flat).repeat_interleave(g).to(out["completion_mask"].dtype)
     out["completion_mask"] = out["completion_mask"] * keep.unsqueeze(1)
     loss_mask = out["completion_mask"] if "tool_mask" not in out else out["completion_mask"] * out["tool_mask"]
