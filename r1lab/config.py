@@ -95,6 +95,8 @@ class DataSpec(BaseModel):
     difficulty: int | list[int] | None = None
     seed: int | None = None
     weight: float = Field(1.0, gt=0)
+    short_fraction: float = Field(0.0, ge=0, le=1, description="task only: this share of the rows (chosen by "
+                                  "problem id) get a short solution, the worked steps cut to their last line")
     columns: dict[str, str] | None = Field(None, description="rename columns, e.g. {problem: prompt}")
 
     @model_validator(mode="before")
@@ -114,6 +116,8 @@ class DataSpec(BaseModel):
             raise ValueError(f"expected exactly one of task/path/stage, got {given or 'none'}")
         if self.file and not self.stage:
             raise ValueError("`file` only goes with `stage`")
+        if self.short_fraction and not self.task:
+            raise ValueError("`short_fraction` only goes with `task` (it cuts a task's worked solutions short)")
         if self.task:
             from r1lab.tasks import TASKS
 
@@ -135,7 +139,9 @@ class DataSpec(BaseModel):
         return self
 
     def describe(self) -> str:
-        return f"task:{self.task}" if self.task else (f"path:{self.path}" if self.path else f"stage:{self.stage}")
+        if self.task:
+            return f"task:{self.task}" + (f" ({self.short_fraction:.0%} short)" if self.short_fraction else "")
+        return f"path:{self.path}" if self.path else f"stage:{self.stage}"
 
 
 class TokenizerSpec(BaseModel):

@@ -119,3 +119,39 @@ def test_arithmetic_worked_steps_hold_and_end_at_the_answer():
         last = re.match(r"so (\d+) ([-+*]) (\d+) = (-?\d+)$", lines[-1])
         assert last and last.group(4) == r["answer"] and eval(f"{last.group(1)}{last.group(2)}{last.group(3)}") == int(r["answer"])  # noqa: S307
         assert checked or "*" in lines[0]
+
+
+@pytest.mark.parametrize("task", ["arithmetic", "linear", "word_problems", "countdown"])
+def test_short_fraction_cuts_the_working_to_its_last_line(task):
+    """`short_fraction` (a cold start that mixes short and worked answers): that share of rows, the same problems
+    for every seed, keep only the last line of their working; the answer, the R1 format and the rest are kept."""
+    from r1lab.data.loaders import load_spec
+
+    full = load_spec({"task": task, "n": 200, "difficulty": [1, 2, 3]}).to_list()
+    mixed = load_spec({"task": task, "n": 200, "difficulty": [1, 2, 3], "short_fraction": 0.5}).to_list()
+    short = [m for m in mixed if m["style"] == "short"]
+    assert 70 <= len(short) <= 130                                   # about half
+    by_id = {r["id"]: r for r in full}
+    for m in mixed:
+        f = by_id[m["id"]]
+        assert R1.match(m["solution"]) and m["prompt"] == f["prompt"]
+        answer = lambda s: re.search(r"<answer>(.*)</answer>", s, re.S).group(1)  # noqa: E731
+        assert answer(m["solution"]) == answer(f["solution"])
+        think = lambda s: s.split("</think>")[0][len("<think>\n"):].strip().splitlines()  # noqa: E731
+        if m["style"] == "short":
+            assert think(m["solution"]) == think(f["solution"])[-1:]
+        else:
+            assert m["solution"] == f["solution"]
+    assert sum(len(by_id[m["id"]]["solution"]) > len(m["solution"]) for m in short) > len(short) / 2
+    # which rows are short depends on the problem, not on the seed or the order
+    other = load_spec({"task": task, "n": 200, "difficulty": [1, 2, 3], "seed": 7, "short_fraction": 0.5}).to_list()
+    styles = {m["id"]: m["style"] for m in mixed}
+    assert all(o["style"] == styles[o["id"]] for o in other if o["id"] in styles)
+
+
+def test_short_fraction_only_for_tasks():
+    from r1lab.config import DataSpec
+
+    with pytest.raises(ValueError, match="short_fraction"):
+        DataSpec.model_validate({"stage": "rs", "short_fraction": 0.5})
+    assert DataSpec.model_validate({"task": "arithmetic", "short_fraction": 0.5}).describe() == "task:arithmetic (50% short)"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+import re
 from typing import Callable
 
 TEST_FRACTION = 0.2   # share of the problem space that belongs to the test split
@@ -23,6 +24,27 @@ def split_of(task: str, key: str) -> str:
 def r1_format(think: str, answer: str) -> str:
     """The R1 response format used for every worked solution."""
     return f"<think>\n{think.strip()}\n</think>\n<answer>{answer}</answer>"
+
+
+def short_solution(solution: str) -> str:
+    """The same R1-format answer with the working cut to its last line: the result stated, no steps shown."""
+    m = re.match(r"<think>\n(.*)\n</think>\n(.*)", solution, re.S)
+    if not m:
+        raise ValueError(f"not an R1-format solution: {solution[:60]!r}")
+    last = m.group(1).strip().splitlines()[-1]
+    return f"<think>\n{last}\n</think>\n{m.group(2)}"
+
+
+def shorten(rows: list[dict], fraction: float) -> list[dict]:
+    """Give `fraction` of the rows (chosen by a hash of their id, so the same problems for every seed) a
+    short solution instead of the worked one; their `style` column says which (worked | short)."""
+    out = []
+    for r in rows:
+        h = int.from_bytes(hashlib.sha256(f"short|{r['id']}".encode()).digest()[:8], "big") % 10_000
+        short = h < fraction * 10_000
+        out.append({**r, "solution": short_solution(r["solution"]) if short else r["solution"],
+                    "style": "short" if short else "worked"})
+    return out
 
 
 def generate_rows(task: str, make: Callable, n: int, split: str = "train", seed: int = 0,
