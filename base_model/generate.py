@@ -45,7 +45,12 @@ def _sample(logits: torch.Tensor, temperature: float, top_p: float, top_k: int, 
         cum = sorted_lp.softmax(-1).cumsum(-1)
         drop = cum - sorted_lp.softmax(-1) > top_p            # keep the smallest prefix reaching top_p
         masked.scatter_(1, order, sorted_lp.masked_fill(drop, float("-inf")))
-    tok = torch.multinomial(masked.softmax(-1), 1, generator=gen)[:, 0]
+    # inverse CDF, one uniform per row (torch.multinomial draws an exponential per vocabulary entry: ~1 ms a call
+    # for 16 x 4096 on CPU, a fifth of a tiny model's decode step)
+    cdf = masked.softmax(-1).cumsum(-1)
+    u = torch.rand(cdf.shape[0], 1, generator=gen, device=cdf.device, dtype=cdf.dtype) * cdf[:, -1:]
+    tok = torch.searchsorted(cdf, u, right=True)[:, 0].clamp_(max=cdf.shape[-1] - 1)
+    tok = torch.where(torch.isfinite(masked.gather(1, tok[:, None])[:, 0]), tok, masked.argmax(-1))  # cdf round-off
     return tok, logp.gather(1, tok[:, None])[:, 0]
 
 

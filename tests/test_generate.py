@@ -89,6 +89,30 @@ def test_sampling_reproducible_and_respects_top_k():
     assert torch.allclose(lp, torch.log_softmax(logits / 0.7, -1).gather(1, t[:, None])[:, 0])
 
 
+def test_sampling_frequencies_match_the_filtered_distribution():
+    """200k draws per row: token frequencies equal softmax(logits/T) renormalised over the top-k / top-p set
+    (within 4 binomial standard errors), and nothing outside the set is ever drawn."""
+    torch.manual_seed(1)
+    logits = torch.randn(3, 12) * 2
+    n, g = 200_000, torch.Generator().manual_seed(0)
+    for temp, top_p, top_k in [(1.0, 1.0, 0), (0.7, 1.0, 4), (1.3, 0.8, 0)]:
+        p = torch.softmax(logits / temp, -1)
+        keep = torch.ones_like(p, dtype=torch.bool)
+        if top_k:
+            keep &= p >= p.topk(top_k, -1).values[:, -1:]
+        if top_p < 1:
+            sp, order = p.sort(-1, descending=True)
+            keep &= torch.zeros_like(keep).scatter_(1, order, (sp.cumsum(-1) - sp) <= top_p)
+        want = torch.where(keep, p, 0.0)
+        want = want / want.sum(-1, keepdim=True)
+        tok, _ = _sample(logits.repeat_interleave(n, 0), temp, top_p, top_k, g)
+        freq = torch.zeros(3, 12).index_put_((torch.arange(3).repeat_interleave(n), tok), torch.ones(3 * n),
+                                             accumulate=True) / n
+        se = (want * (1 - want) / n).sqrt()
+        assert (freq[~keep] == 0).all(), (temp, top_p, top_k)
+        assert ((freq - want).abs() <= 4 * se + 1e-9).all(), (temp, top_p, top_k, (freq - want).abs().max())
+
+
 def test_hf_generate_api_matches(model):
     """model.generate (transformers API, left-padded tensor in) equals the list API and transformers' own loop."""
     from transformers import GenerationMixin

@@ -75,3 +75,24 @@ def test_lora_changes_only_adapters_and_merges(tmp_path):
         assert (back(x).logits - want).abs().max() < 1e-4
         # the absorbed decode path (plain Linear again after merge) agrees with the LoRA model's naive path
         assert torch.equal(back.generate(x[:, :8], max_new_tokens=5, do_sample=False, pad_token_id=0), gen_lora)
+
+
+def test_dense_decode_moe_equals_sorted_dispatch_and_follows_weight_updates():
+    """The decode-time MoE path (every expert on every token, mixed by the gate) gives the sorted dispatch's
+    output, including after an in-place weight update (its stacked-weight cache must notice)."""
+    torch.manual_seed(0)
+    moe = DeepSeekForCausalLM(get_preset("tiny")).moe_layers()[0]
+    x = torch.randn(2, 8, moe.gate.weight.shape[1])
+    for _ in range(2):
+        moe.train()
+        sorted_out = moe(x).detach()                 # training mode: sorted dispatch
+        moe.eval()
+        with torch.no_grad():
+            dense_out = moe(x)                       # 16 tokens × 8 experts <= 512: the batched path
+        assert torch.allclose(dense_out, sorted_out, atol=1e-5), (dense_out - sorted_out).abs().max()
+        with torch.no_grad():
+            moe.experts[3].down_proj.weight.mul_(-2.0)   # an optimizer-like in-place step between the rounds
+    with torch.no_grad():
+        dense_out = moe(x)
+        moe.dense_decode_pairs = 0                  # and the sorted path at inference agrees too
+        assert torch.allclose(moe(x), dense_out, atol=1e-5)
