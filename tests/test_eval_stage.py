@@ -39,7 +39,7 @@ def test_eval_stage_in_a_pipeline(tmp_path):
     assert (d / "plots" / "benchmarks.png").exists() and (d / "plots" / "pass_at_k.png").exists()
 
 
-def test_eval_stage_params_and_model_resolution(tmp_path):
+def test_eval_stage_params_and_model_resolution(tmp_path, monkeypatch):
     from r1lab.stages.base import StageContext
     from r1lab.stages.eval import Params, depends_on, resolve_models
     p = Params(models=["sft", "grpo"], benchmarks=["gsm8k"])
@@ -54,3 +54,11 @@ def test_eval_stage_params_and_model_resolution(tmp_path):
     assert resolve_models(ctx, Params()) == {"grpo": str(tmp_path / "grpo" / "model")}
     with pytest.raises(ValueError, match="neither a finished stage"):
         resolve_models(ctx, Params(models=["rl"]))
+    # a path resolves from the working directory when it exists there (as `model:` does), else next to the YAML;
+    # .../STAGE/model is labelled STAGE
+    (tmp_path / "runs" / "r1" / "final" / "model").mkdir(parents=True)
+    yaml_dir = tmp_path / "pipelines"
+    ctx.base_dir = yaml_dir
+    monkeypatch.chdir(tmp_path)
+    assert resolve_models(ctx, Params(models=["runs/r1/final/model"])) == {"final": "runs/r1/final/model"}
+    assert resolve_models(ctx, Params(models=["./other"])) == {"other": str(yaml_dir / "other")}

@@ -43,6 +43,11 @@ def _is_path(s: str) -> bool:
     return "/" in s or s.startswith(".") or Path(s).exists()
 
 
+def _label(path: Path) -> str:
+    """A model's name in the table: its folder, or for .../STAGE/model the stage's name."""
+    return path.parent.name if path.name == "model" and path.parent.name else path.name
+
+
 def resolve_models(ctx: StageContext, p: Params) -> dict[str, str]:
     finished = ctx.stage_model_paths()
     if p.models is None:
@@ -55,8 +60,9 @@ def resolve_models(ctx: StageContext, p: Params) -> dict[str, str]:
     for m in p.models:
         if m in finished:
             out[m] = finished[m]
-        elif _is_path(m):
-            out[Path(m).name] = str(Path(ctx.base_dir, m))
+        elif _is_path(m):   # as given (from the working directory, like `model:`), else next to the YAML
+            path = Path(m) if Path(m).exists() or Path(m).is_absolute() else Path(ctx.base_dir, m)
+            out[_label(path)] = str(path)
         else:
             raise ValueError(f"stage {ctx.name}: params.models: {m!r} is neither a finished stage with a model "
                              f"({', '.join(finished) or 'none yet'}) nor a model path")
