@@ -282,8 +282,13 @@ def test_student_from_an_earlier_stage(tmp_path):
     cfg.write_text(yaml.safe_dump({**head, "stages": [first, second]}))
     b = load_pipeline(cfg).stage("b")
     assert b.depends_on() == ["a"]
-    ctx = SimpleNamespace(output_dir=tmp_path / "out", out_dir=tmp_path / "out" / "b", seed=0)
-    assert _student_path(ctx, b.params, None) == str(tmp_path / "out" / "a" / "model")
+    a_model = str(tmp_path / "out" / "a" / "model")
+    ctx = SimpleNamespace(output_dir=tmp_path / "out", out_dir=tmp_path / "out" / "b", seed=0,
+                          stage_model_paths=lambda: {"a": a_model})
+    assert _student_path(ctx, b.params, None) == a_model      # the runner's record of stage a's model
+    ctx.stage_model_paths = lambda: {}
+    with pytest.raises(ValueError, match="stage 'a' has no saved model"):
+        _student_path(ctx, b.params, None)
     cfg.write_text(yaml.safe_dump({**head, "stages": [second, first]}))
     with pytest.raises(ConfigError, match="earlier stage"):
         load_pipeline(cfg)

@@ -195,7 +195,14 @@ def _student_path(ctx: StageContext, p: Params, tok) -> str:
     if from_stage or "/" in p.student or Path(p.student).exists():
         if p.student_overrides:
             raise ValueError(f"distill: student_overrides applies to a base_model preset, not to {p.student!r}")
-        return str(ctx.output_dir / p.student.split(":", 1)[1] / "model") if from_stage else p.student
+        if not from_stage:
+            return p.student
+        name = p.student.split(":", 1)[1]
+        finished = ctx.stage_model_paths()
+        if name not in finished:
+            raise ValueError(f"distill: student {p.student!r}: stage {name!r} has no saved model "
+                             f"(finished stages with a model: {', '.join(finished) or 'none'})")
+        return finished[name]
     import torch
 
     from base_model import DeepSeekForCausalLM, get_preset
