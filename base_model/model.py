@@ -24,7 +24,11 @@ from base_model.mla import LatentCache
 from base_model.moe import MoE, Gate
 from base_model.mtp import MTPLayer
 from base_model.norm import RMSNorm
+from base_model.peft_compat import patch_peft
 from base_model.rope import RotaryEmbedding, rope_frequencies
+
+
+patch_peft()   # LoRA on the per-expert Linears (see peft_compat.py)
 
 
 @dataclass

@@ -74,7 +74,8 @@ class MoE(nn.Module):
         b, s, d = x.shape
         flat = x.reshape(-1, d)
         weights, idx, scores = self.gate(flat)
-        if not self.training and not torch.is_grad_enabled() and flat.shape[0] * self.n_experts <= self.dense_decode_pairs:
+        if (not self.training and not torch.is_grad_enabled() and flat.shape[0] * self.n_experts <= self.dense_decode_pairs
+                and self._plain_experts()):
             return self._dense_decode(flat, weights, idx).view(b, s, d) + self.shared_experts(x)
         pair_expert = idx.reshape(-1)                                   # [T*K]
         order = pair_expert.argsort(stable=True)
@@ -105,6 +106,11 @@ class MoE(nn.Module):
         mix = torch.zeros(flat.shape[0], self.n_experts, device=flat.device, dtype=torch.float32)
         mix.scatter_(1, idx, weights)
         return torch.einsum("etd,te->td", out.float(), mix).to(flat.dtype)
+
+    def _plain_experts(self) -> bool:
+        """True when every expert projection is a plain Linear (peft LoRA wraps them: then the weights alone are
+        not the layer, and the sorted dispatch, which calls the modules, is used)."""
+        return all(type(m) is nn.Linear for e in self.experts for m in (e.gate_proj, e.up_proj, e.down_proj))
 
     def _stacked_weights(self):
         """The experts' weights stacked per projection, cached until a weight changes (in-place optimizer steps

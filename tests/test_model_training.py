@@ -96,3 +96,29 @@ def test_dense_decode_moe_equals_sorted_dispatch_and_follows_weight_updates():
         dense_out = moe(x)
         moe.dense_decode_pairs = 0                  # and the sorted path at inference agrees too
         assert torch.allclose(moe(x), dense_out, atol=1e-5)
+
+
+def test_lora_on_experts_and_dense_decode_respects_it():
+    """peft puts LoRA on the per-expert Linears (its transformers-v5 rewrite of deepseek_v3 expert targets into
+    fused parameters is skipped for our layout: base_model/peft_compat.py). With LoRA there, the stacked base
+    weights are not the layer: inference must give the training-mode forward's logits (the sorted dispatch
+    through the modules), and merging must keep them."""
+    torch.manual_seed(0)
+    model = DeepSeekForCausalLM(get_preset("nano"))
+    peft_model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, init_lora_weights=False,
+                                                  target_modules=["gate_proj", "up_proj", "down_proj"]))
+    x = torch.randint(0, 512, (2, 6))               # 12 tokens × 8 experts <= 512: the dense path's size
+    with torch.no_grad():
+        peft_model.train()
+        want = peft_model(input_ids=x).logits
+        peft_model.eval()
+        got = peft_model(input_ids=x).logits
+        base = model.moe_layers()[0]
+        assert not base._plain_experts()
+    assert (got - want).abs().max() < 1e-5
+    names = [n for n, _ in peft_model.named_parameters()]
+    assert any("mlp.experts.0.gate_proj.lora_A" in n for n in names)
+    assert any("mlp.experts.7.down_proj.lora_B" in n for n in names)
+    merged = peft_model.merge_and_unload().eval()
+    with torch.no_grad():
+        assert (merged(input_ids=x).logits - want).abs().max() < 1e-4
