@@ -203,15 +203,15 @@ def trainer_class(dynamic_sampling: bool):
 
         def _generate_and_score_completions(self, inputs):
             out = super()._generate_and_score_completions(inputs)
-            flat = flat_groups(self, len(inputs))
             mode = "train" if self.model.training else "eval"
+            flat = flat_groups(self, len(inputs), self.num_generations if mode == "train" else self.num_generations_eval)
             self._metrics[mode]["groups/flat"].append(float(flat.float().mean()))
             return drop_flat_groups(self, out, flat) if dynamic_sampling else out
 
     return R1GRPOTrainer
 
 
-def flat_groups(trainer, n_local: int):
+def flat_groups(trainer, n_local: int, g: int):
     """Which of this process's groups have all rewards equal, from the weighted rewards themselves. (Not from the
     advantages, and not TRL's `frac_reward_zero_std`: for G=8 the mean of eight 0.2+1.0 rewards is off by an ulp,
     so a flat group's std is ~1e-7, not 0, and its advantages ~1e-3.)"""
@@ -221,15 +221,15 @@ def flat_groups(trainer, n_local: int):
     w = trainer.reward_weights.to(rpf.device)
     r = (rpf * w.unsqueeze(0)).nansum(dim=1)
     i = trainer.accelerator.process_index
-    g = r[i * n_local:(i + 1) * n_local].view(-1, trainer.num_generations)
-    spread = g.amax(dim=1) - g.amin(dim=1)
-    return spread <= 1e-6 * torch.clamp(g.abs().amax(dim=1), min=1.0)
+    groups = r[i * n_local:(i + 1) * n_local].view(-1, g)
+    spread = groups.amax(dim=1) - groups.amin(dim=1)
+    return spread <= 1e-6 * torch.clamp(groups.abs().amax(dim=1), min=1.0)
 
 
 def drop_flat_groups(trainer, out: dict, flat) -> dict:
     """Mask out the completions of flat groups (all rewards equal: no learning signal), and recount the active
-    tokens TRL's dapo normaliser uses. Groups are contiguous blocks of `num_generations` rows."""
-    g = trainer.num_generations
+    tokens TRL's dapo normaliser uses. Groups are contiguous blocks of rows, one block per entry of `flat`."""
+    g = out["completion_mask"].shape[0] // len(flat)
     keep = (~flat).repeat_interleave(g).to(out["completion_mask"].dtype)
     out["completion_mask"] = out["completion_mask"] * keep.unsqueeze(1)
     loss_mask = out["completion_mask"] if "tool_mask" not in out else out["completion_mask"] * out["tool_mask"]
