@@ -6,7 +6,8 @@ two digits, 4: four-digit, 5: three operands of two or three digits. Subtraction
 The worked steps are the pretraining corpus's own (`base_model.corpus`: the operands restated, then one line per
 column with its carry or borrow, then "so a op b = r"): a base model pretrained on that corpus already knows the
 procedure, as DeepSeek-V3-Base knows mathematics before R1's stages; cold-start SFT teaches it this task's
-question and the R1 answer shape, and RL sharpens it.
+question and the R1 answer shape. With a cold start that mixes in short answers (a data source's
+`short_fraction`), GRPO's accuracy reward teaches the model to show its working, as in R1-Zero.
 """
 from __future__ import annotations
 
