@@ -475,8 +475,14 @@ def load_config(argv=None) -> PretrainConfig:
 
 
 def main(argv=None):
+    import torch.distributed as dist
+
     cfg = load_config(argv)
-    pretrain(cfg)
+    try:
+        pretrain(cfg)
+    finally:   # under torchrun: tear the process group down before exit (without it gloo's threads can abort a
+        if dist.is_available() and dist.is_initialized():   # rank at interpreter exit: "terminate called ...")
+            dist.destroy_process_group()
 
 
 if __name__ == "__main__":
