@@ -57,14 +57,12 @@ def load_spec(spec, output_dir: str | Path = ".", seed: int = 0, base_dir: str |
 
     spec = _as_spec(spec)
     if spec.task:
-        from r1lab.tasks import load_task
+        from r1lab.tasks import task_rows
+        from r1lab.tasks.base import shorten
 
-        ds = load_task(spec.task, n=spec.n or 1000, split=spec.split, seed=spec.seed if spec.seed is not None else seed,
-                       difficulty=spec.difficulty)
-        if spec.short_fraction:
-            from r1lab.tasks.base import shorten
-
-            ds = datasets.Dataset.from_list(shorten(ds.to_list(), spec.short_fraction))
+        rows = task_rows(spec.task, n=spec.n or 1000, split=spec.split, seed=spec.seed if spec.seed is not None else seed,
+                         difficulty=spec.difficulty)
+        ds = datasets.Dataset.from_list(shorten(rows, spec.short_fraction) if spec.short_fraction else rows)
     elif spec.path:
         p = Path(spec.path)
         if not p.is_absolute() and base_dir is not None and not p.exists():
