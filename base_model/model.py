@@ -31,6 +31,9 @@ from base_model.rope import RotaryEmbedding, rope_frequencies
 patch_peft()   # LoRA on the per-expert Linears (see peft_compat.py)
 
 
+# The cache field is named `cache`, transformers' name from 5.24 on: 5.24's ModelOutput renames a
+# `past_key_values=` keyword to `cache` in every subclass's __init__, so a field named past_key_values can no
+# longer be built there, while `cache` builds on every version (it is a plain field before 5.24).
 @dataclass
 class DeepSeekCausalLMOutput(ModelOutput):
     loss: torch.Tensor | None = None
@@ -38,7 +41,7 @@ class DeepSeekCausalLMOutput(ModelOutput):
     main_loss: torch.Tensor | None = None      # next-token cross-entropy
     mtp_loss: torch.Tensor | None = None       # mean over MTP depths of their cross-entropy
     aux_loss: torch.Tensor | None = None       # sequence-wise balance loss (training only)
-    past_key_values: object | None = None
+    cache: object | None = None                # the LatentCache, when one was passed in
     hidden_states: tuple | None = None
 
 
@@ -46,7 +49,7 @@ class DeepSeekCausalLMOutput(ModelOutput):
 class DeepSeekModelOutput(ModelOutput):
     last_hidden_state: torch.Tensor | None = None   # final-normed hidden states [B, S, D]
     rope_and_mask: tuple | None = None              # (cos, sin, mask), reused by the MTP heads
-    past_key_values: object | None = None
+    cache: object | None = None
 
 
 class DeepSeekPreTrainedModel(PreTrainedModel):
@@ -122,8 +125,8 @@ class DeepSeekModel(DeepSeekPreTrainedModel):
                 cache: LatentCache | None = None, past_key_values=None, **kwargs) -> DeepSeekModelOutput:
         """Final-normed hidden states [B,S,D] (+ cos, sin, mask for the MTP heads). `cache` is a LatentCache;
         transformers-style kwargs (use_cache, output_attentions, ...) are accepted and ignored."""
-        if cache is None and isinstance(past_key_values, LatentCache):
-            cache = past_key_values
+        if not isinstance(cache, LatentCache):
+            cache = past_key_values if isinstance(past_key_values, LatentCache) else None
         x = self.embed_tokens(input_ids) if inputs_embeds is None else inputs_embeds
         b, s, _ = x.shape
         past = cache.length if cache is not None else 0
@@ -165,8 +168,9 @@ class DeepSeekForCausalLM(DeepSeekPreTrainedModel, GenerationMixin):
     # --- forward ---
     def forward(self, input_ids=None, attention_mask=None, position_ids=None, past_key_values=None,
                 inputs_embeds=None, labels=None, use_cache=None, logits_to_keep=0, num_items_in_batch=None,
-                return_dict=None, **kwargs) -> DeepSeekCausalLMOutput:
-        cache = past_key_values if isinstance(past_key_values, LatentCache) else None
+                return_dict=None, cache=None, **kwargs) -> DeepSeekCausalLMOutput:
+        """`cache` (transformers >= 5.24's name) or `past_key_values` (the older one): a LatentCache."""
+        cache = next((c for c in (cache, past_key_values) if isinstance(c, LatentCache)), None)
         out = self.model(input_ids, attention_mask, position_ids, inputs_embeds, cache)
         h, (cos, sin, mask) = out.last_hidden_state, out.rope_and_mask
         if cache is not None:
@@ -174,7 +178,7 @@ class DeepSeekForCausalLM(DeepSeekPreTrainedModel, GenerationMixin):
         kept = h if not logits_to_keep else (h[:, -logits_to_keep:] if isinstance(logits_to_keep, int)
                                              else h[:, logits_to_keep])
         logits = self.lm_head(kept)
-        out = DeepSeekCausalLMOutput(logits=logits, past_key_values=cache)
+        out = DeepSeekCausalLMOutput(logits=logits, cache=cache)
         if labels is None:
             return out
         main = _shifted_ce(logits if not logits_to_keep else self.lm_head(h), labels, num_items_in_batch)
