@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import torch
 
 from base_model.model import _positions_and_mask
+from base_model import threads
 
 
 @dataclass
@@ -109,6 +110,7 @@ def _decode(model, ids, mask, max_new_tokens, temperature, top_p, top_k, checker
             rows, tok, mask = rows[keep], tok[keep], mask[keep]
             cache.select(keep)
         mask = torch.cat([mask, mask.new_ones(len(rows), 1)], dim=1)
+        threads.adapt()
         logits = model(tok[:, None], attention_mask=mask, past_key_values=cache).logits[:, -1]
     return out
 
@@ -154,6 +156,7 @@ def _decode_mtp(model, ids, mask, max_new_tokens, checker):
     for r in range(b):
         emit(r, cur[r].item(), cur_lp[r].item())
     while any(active):
+        threads.adapt()
         mask = torch.cat([mask, mask.new_ones(b, 2)], dim=1)
         h, logp = main(torch.stack([cur, d], 1), mask)
         a, b_tok = logp[:, 0].argmax(-1), logp[:, 1].argmax(-1)

@@ -34,7 +34,11 @@ import time
 from pathlib import Path
 from typing import Callable, Literal
 
-import torch
+from base_model import threads
+
+threads.prepare()   # before torch loads, for `python -m base_model.pretrain` (see threads.py)
+
+import torch  # noqa: E402
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 # Run-size defaults per model preset (any field can still be set by YAML or CLI).
@@ -87,7 +91,7 @@ class PretrainConfig(BaseModel):
     fp8: bool = False
     bf16: bool | None = None                   # default: on when training on a GPU
     device: str = "auto"
-    num_threads: int | None = None             # torch CPU threads (default: torch's choice)
+    num_threads: int | None = None             # torch CPU threads (default: base_model/threads.py's policy)
     # bookkeeping
     log_every: int = 10
     ckpt_every: int = 100
@@ -295,7 +299,7 @@ def pretrain(cfg: PretrainConfig, callback: Callable[[dict, int], None] | None =
                          f"({cfg.micro_batch_size} x {world})")
     grad_accum = cfg.batch_size // (cfg.micro_batch_size * world)
     if cfg.num_threads:
-        torch.set_num_threads(cfg.num_threads)
+        threads.configure(cfg.num_threads)
     out = Path(cfg.out)
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
@@ -351,6 +355,7 @@ def pretrain(cfg: PretrainConfig, callback: Callable[[dict, int], None] | None =
     t_last, toks_since = time.time(), 0
     last_load = None
     while step < cfg.max_steps:
+        threads.adapt()
         lr = lr_at(step, cfg)
         for g in optimizer.param_groups:
             g["lr"] = lr
@@ -478,6 +483,7 @@ def main(argv=None):
     import torch.distributed as dist
 
     cfg = load_config(argv)
+    print(threads.configure(cfg.num_threads), file=sys.stderr)
     try:
         pretrain(cfg)
     finally:   # under torchrun: tear the process group down before exit (without it gloo's threads can abort a

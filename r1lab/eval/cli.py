@@ -34,7 +34,8 @@ def _add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--problem-key", default=d.problem_key, help="problem column of user datasets")
     p.add_argument("--answer-key", default=d.answer_key, help="answer column of user datasets")
     p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (1 is fastest on a busy small box)")
+    p.add_argument("--threads", default=None, metavar="auto|torch|N",
+                   help="torch CPU threads (env R1LAB_THREADS; default auto: the cores other processes leave free)")
     p.add_argument("--quiet", action="store_true", help="no progress bar or table")
 
 
@@ -54,9 +55,6 @@ def run_eval(a) -> int:
     from r1lab.eval.runner import evaluate
     try:
         cfg = config_from_args(a)
-        if a.threads:
-            import torch
-            torch.set_num_threads(a.threads)
         models = [m.strip() for m in a.model.split(",") if m.strip()]
         evaluate(models, cfg, a.out, tokenizer_path=a.tokenizer, show=not a.quiet)
     except (ValueError, FileNotFoundError, ValidationError) as e:
@@ -77,9 +75,15 @@ def add_eval_command(subparsers) -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    from base_model import threads
+
+    argv = sys.argv[1:] if argv is None else argv
+    threads.prepare(threads.value_from_argv(argv))      # before the parser loads torch (base_model/threads.py)
     p = argparse.ArgumentParser(prog="python -m r1lab.eval", description=__doc__)
     _add_args(p)
-    return run_eval(p.parse_args(argv))
+    a = p.parse_args(argv)
+    print(threads.configure(a.threads), file=sys.stderr)
+    return run_eval(a)
 
 
 if __name__ == "__main__":

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from transformers import TrainerCallback
 
+from base_model import threads
+
 
 def make_callback(ctx, total_steps: int | None = None):
     return _StageCallback(ctx, total_steps)
@@ -21,6 +23,9 @@ class _StageCallback(TrainerCallback):
         total = self.total or state.max_steps or None
         self._progress_cm = self.ctx.progress(total, f"{self.ctx.name}", completed=state.global_step)
         self._update = self._progress_cm.__enter__()
+
+    def on_step_begin(self, args, state, control, **kw):
+        threads.adapt()     # follow the cores other processes leave free (base_model/threads.py)
 
     def on_step_end(self, args, state, control, model=None, **kw):
         m = _unwrap(model)
