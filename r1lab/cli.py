@@ -5,6 +5,7 @@
     r1lab validate P.yaml                                    # check the YAML, do nothing
     r1lab status P.yaml                                      # what is done, what would run and why
     r1lab rewards list | r1lab tasks | r1lab stages
+    r1lab env                                                # versions, threads, GPU, lock match (bug reports)
     r1lab eval --model PATH --benchmarks gsm8k,math500 ...   # (r1lab/eval)
 """
 from __future__ import annotations
@@ -27,6 +28,13 @@ def _add_pipeline_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("pipeline", help="pipeline YAML file")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key, e.g. stages.sft.lr=1e-5 or seed=3 (repeatable; value parsed as YAML)")
+
+
+def _add_threads_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--threads", default=None, metavar="auto|torch|N",
+                   help="torch CPU threads (env R1LAB_THREADS). auto (default): the cores other processes leave "
+                        "free, re-read while running, with passive OpenMP waits; torch: torch's own (a thread per "
+                        "core, spinning: fastest on an idle box, several times slower on a busy one); N: exactly N")
 
 
 def _load(args):
@@ -111,6 +119,16 @@ def cmd_stages(args) -> int:
     return 0
 
 
+def cmd_env(args) -> int:
+    from pathlib import Path
+
+    from r1lab.env import report
+
+    text, matches = report(Path(args.lock) if args.lock else None)
+    print(text)
+    return 1 if args.check_lock and not matches else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="r1lab", description="DeepSeek-R1-style post-training as stages in one YAML.",
                                  epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -127,6 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--from", dest="from_stage", metavar="STAGE", help="rerun STAGE and every stage after it")
     g.add_argument("--only", metavar="STAGE", help="run just STAGE (the stages it reads from must be done)")
     p.add_argument("--output-dir", help="override output_dir")
+    _add_threads_arg(p)
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("validate", help="validate a pipeline YAML without running anything")
@@ -147,6 +166,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_tasks)
     p = sub.add_parser("stages", help="list the stage kinds")
     p.set_defaults(func=cmd_stages)
+    p = sub.add_parser("env", help="versions, threads, CPU, GPU and lock status, for a bug report",
+                       description="Print what a bug report needs: library versions, threads and CPU flags, the "
+                                   "GPU, and whether the installed set matches requirements.lock.")
+    p.add_argument("--lock", default=None, help="lock file to compare with (default: the checkout's requirements.lock)")
+    p.add_argument("--check-lock", action="store_true", help="exit 1 when the installed set differs from the lock")
+    p.set_defaults(func=cmd_env)
 
     try:
         from r1lab.eval.cli import add_eval_command
@@ -161,6 +186,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from base_model import threads
+
+    argv = sys.argv[1:] if argv is None else argv
+    try:   # before anything loads torch: OpenMP reads its wait policy once (base_model/threads.py)
+        threads.prepare(threads.value_from_argv(argv))
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
     from r1lab.config import ConfigError
     from r1lab.pipeline import PipelineError
 
@@ -169,6 +203,8 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         ap.print_help()
         return 2
+    if args.command in ("run", "eval"):
+        print(threads.configure(getattr(args, "threads", None)), file=sys.stderr)
     try:
         return int(args.func(args) or 0)
     except ConfigError as e:
