@@ -48,6 +48,21 @@ def test_absorbed_form_is_used_and_equals_naive(model):
     assert (absorbed - full).abs().max() < 1e-4
 
 
+def test_cache_keyword_of_every_transformers_version(model):
+    """transformers >= 5.24 names the cache `cache` (and renames `past_key_values=` to it in every ModelOutput's
+    __init__); older versions say `past_key_values`. Both keywords reach our LatentCache, the output carries it
+    as `cache`, and the decode step's logits equal full recomputation either way."""
+    ids = torch.tensor([PROMPTS[2]])
+    with torch.no_grad():
+        full = model(ids).logits[:, -1:]
+        for kw in ("cache", "past_key_values"):
+            cache = model.new_cache(1, 32)
+            first = model(ids[:, :-1], **{kw: cache})
+            assert first.cache is cache and cache.length == ids.shape[1] - 1
+            step = model(ids[:, -1:], **{kw: cache}).logits
+            assert (step - full).abs().max() < 1e-4, kw
+
+
 def test_mtp_speculative_equals_greedy(model):
     plain = generate(model, PROMPTS, max_new_tokens=20)
     spec = generate(model, PROMPTS, max_new_tokens=20, use_mtp=True)
