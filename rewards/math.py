@@ -40,30 +40,77 @@ def matching_close(s: str, start: int, opens: str = "{", closes: str = "}") -> i
     return -1
 
 
-def _braced(text: str, start: int) -> str | None:
-    """Content of the {...} group opening at text[start] (nested braces), or None if unbalanced."""
-    j = matching_close(text, start)
-    return text[start + 1 : j] if j >= 0 else None
+def brace_partners(text: str) -> dict[int, int]:
+    """Index of each `{` -> index of the `}` closing it, for every balanced group in text, in one pass
+    (so a text with thousands of unclosed `\\boxed{` costs one scan, not one per `\\boxed`)."""
+    stack, partner = [], {}
+    for m in re.finditer(r"[{}]", text):
+        if m.group() == "{":
+            stack.append(m.start())
+        elif stack:
+            partner[stack.pop()] = m.start()
+    return partner
+
+
+_BOX = re.compile(r"\\(?:boxed|fbox)(?![A-Za-z])")
+_BARE_BOX = re.compile(r"\s+([^\s$]+)")  # \boxed 5
 
 
 def last_boxed(text: str) -> str | None:
-    """Content of the last `\\boxed{...}` / `\\fbox{...}` (or `\\boxed 5`), nested braces allowed."""
-    hits = list(re.finditer(r"\\(?:boxed|fbox)\s*(\{|\s+[^\s$]+)", text))
-    for m in reversed(hits):
-        if m.group(1) == "{":
-            content = _braced(text, m.start(1))
-            if content is not None:
-                return content
-        else:
+    """Content of the last `\\boxed{...}` / `\\fbox{...}` that closes (or `\\boxed 5`), nested braces
+    allowed. Linear in len(text)."""
+    starts = [m.end() for m in _BOX.finditer(text)]
+    partner = None
+    for pos in reversed(starts):
+        j = pos
+        while j < len(text) and text[j].isspace():
+            j += 1
+        if j < len(text) and text[j] == "{":
+            partner = brace_partners(text) if partner is None else partner
+            if j in partner:
+                return text[j + 1 : partner[j]]
+        elif (m := _BARE_BOX.match(text, pos)) is not None:
             return m.group(1).strip()
     return None
 
 
-def _after_answer_phrase(text: str) -> str | None:
-    hits = re.findall(r"answer\s*(?:is|:)\s*:?\s*([^\n]+)", text, flags=re.IGNORECASE)
-    if not hits:
+def _last_tagged(text: str) -> str | None:
+    """Content of the last `<answer>...</answer>` (the last `<answer>` that is closed, up to its close)."""
+    close = text.rfind("</answer>")
+    if close < 0:
         return None
-    tail = hits[-1].strip()
+    start = text.rfind("<answer>", 0, close)
+    if start < 0:
+        return None
+    return text[start + len("<answer>") : text.find("</answer>", start)]
+
+
+def _after_hashes(text: str) -> str | None:
+    """GSM8K's `#### 72`: the rest of the line after the last `####` (skipping blank lines)."""
+    i = text.rfind("####")
+    if i < 0:
+        return None
+    line = re.compile(r"\s*([^\n]*)").match(text, i + 4).group(1).strip()
+    return line or None
+
+
+_ANSWER_WORD = re.compile(r"answer", re.IGNORECASE)
+_PHRASE_HEAD = re.compile(r"\s*(?:is|:)\s*", re.IGNORECASE)  # one quantifier per gap: no backtracking
+_PHRASE_LINE = re.compile(r":?\s*([^\n]+)")
+
+
+def _after_answer_phrase(text: str) -> str | None:
+    """`The (final) answer is $-\\frac34$.` -> `-\\frac34`: the line after the last "answer is" / "answer:",
+    its first `$...$` / `\\(...\\)` if it starts with one, else up to the first full stop."""
+    for i in reversed([m.end() for m in _ANSWER_WORD.finditer(text)]):
+        head = _PHRASE_HEAD.match(text, i)
+        body = _PHRASE_LINE.match(text, head.end()) if head else None
+        if body:
+            return _phrase_value(body.group(1).strip())
+    return None
+
+
+def _phrase_value(tail: str) -> str | None:
     math = re.match(r"\$+([^$]+)\$+", tail) or re.match(r"\\\((.+?)\\\)", tail)
     if math:
         return math.group(1).strip()
@@ -74,45 +121,83 @@ def _extract(text: str) -> str | None:
     boxed = last_boxed(text)
     if boxed is not None:
         return boxed.strip()
-    tags = re.findall(r"<answer>(.*?)</answer>", text, flags=re.DOTALL)
-    if tags:
-        inner = tags[-1]
+    inner = _last_tagged(text)
+    if inner is not None:
         return (last_boxed(inner) or _after_answer_phrase(inner) or inner).strip()
-    hashes = re.findall(r"####\s*([^\n]+)", text)
-    if hashes:
-        return hashes[-1].strip()
+    hashes = _after_hashes(text)
+    if hashes is not None:
+        return hashes
     return _after_answer_phrase(text)
 
 
 def extract_answer(text: str | None) -> str | None:
-    """The final answer of a completion (text after the last `</think>` first), or None if it gives none."""
+    """The final answer of a completion (text after the last `</think>` first), or None if it gives none.
+    Every step scans the text a bounded number of times: linear time on any input."""
     if not text:
         return None
     tail = text.rsplit("</think>", 1)[-1]
-    return _extract(tail) if tail is not text and _extract(tail) is not None else _extract(text)
+    if tail is not text:
+        found = _extract(tail)
+        if found is not None:
+            return found
+    return _extract(text)
 
 
 # ---------------------------------------------------------------- 2. normalisation
 
 _SPACING = [r"\!", r"\,", r"\;", r"\:", r"\qquad", r"\quad", r"\displaystyle", "~", r"\limits"]
-_UNITS = (
-    "units?|square units?|sq units?|cm|mm|km|m|meters?|metres?|centimeters?|inches|inch|in|feet|foot|ft|yards?|"
-    "miles?|mph|hours?|hrs?|minutes?|mins?|seconds?|secs?|s|days?|weeks?|months?|years?|dollars?|cents?|"
-    "pounds?|lbs?|ounces?|oz|grams?|g|kg|kilograms?|liters?|litres?|l|ml|gallons?|degrees?|percent|"
-    "people|students?|apples?|marbles?|books?|boxes|cookies|cups?|pages?|times|ways|points?|sq|cubic|square"
-)
-_UNIT_TAIL = re.compile(rf"^(.*?[\d}}])\s*(?:(?:{_UNITS})(?:\^?\{{?[23]\}}?)?\.?\s*)+$", re.IGNORECASE)
+_UNIT_WORDS = frozenset("""
+    unit units square sq cubic cm mm km m meter meters metre metres centimeter centimeters inches inch in feet
+    foot ft yard yards mile miles mph hour hours hr hrs minute minutes min mins second seconds sec secs s day
+    days week weeks month months year years dollar dollars cent cents pound pounds lb lbs ounce ounces oz gram
+    grams g kg kilogram kilograms liter liters litre litres l ml gallon gallons degree degrees percent people
+    student students apple apples marble marbles book books boxes cookies cup cups page pages times ways point
+    points
+""".split())
+_UNIT_POWER = re.compile(r"\^?\{?[23]\}?$")  # cm^2, cm^{3}, cm2
+
+
+def _strip_units(s: str) -> str:
+    """`5 square units` -> `5`, `12cm^2` -> `12`: drop the unit words (each optionally squared or cubed and
+    followed by a dot) at the end of an answer, when what is left ends in a digit or `}` and has a digit.
+    Scans words from the end, so it is linear (a regex alternation of unit names backtracked exponentially
+    on `1mmm...m`). A letter run that is not a whole unit word (`mmm`) is not a unit."""
+    end = len(s)
+    while True:
+        j = end
+        while j > 0 and s[j - 1].isspace():
+            j -= 1
+        j -= j > 0 and s[j - 1] == "."
+        power = _UNIT_POWER.search(s, max(0, j - 5), j)
+        k = power.start() if power else j
+        start = k
+        while start > 0 and s[start - 1].isascii() and s[start - 1].isalpha():
+            start -= 1
+        if start == k or s[start:k].lower() not in _UNIT_WORDS:
+            break
+        end = start
+    if end == len(s):
+        return s
+    rest = s[:end].rstrip()
+    if rest[-1:] and (rest[-1].isdigit() or rest[-1] == "}") and re.search(r"\d", rest):
+        return rest
+    return s
 
 
 def _unwrap_text(s: str) -> str:
-    """`\\text{abc}` (and \\textbf, \\mathrm, \\mbox, ...) -> `abc`, innermost first."""
-    pat = re.compile(r"\\(?:text|textbf|textit|textrm|mathrm|mathbf|mathit|mbox|operatorname|textnormal)\s*\{")
-    while (m := pat.search(s)) is not None:
-        inner = _braced(s, m.end() - 1)
-        if inner is None:
-            break
-        s = s[: m.start()] + inner + s[m.end() + len(inner) + 1 :]
-    return s
+    """`\\text{abc}` (and \\textbf, \\mathrm, \\mbox, ...) -> `abc`, nested ones too, in one pass; an
+    unclosed `\\text{` is left as it is."""
+    partner = brace_partners(s)
+    cut: set[int] = set()  # indices of the command names, their `{` and their `}`
+    for m in _TEXT_CMD.finditer(s):
+        close = partner.get(m.end() - 1)
+        if close is not None:
+            cut.update(range(m.start(), m.end()))
+            cut.add(close)
+    return "".join(c for i, c in enumerate(s) if i not in cut) if cut else s
+
+
+_TEXT_CMD = re.compile(r"\\(?:text|textbf|textit|textrm|mathrm|mathbf|mathit|mbox|operatorname|textnormal)\s*\{")
 
 
 def _strip_delims(s: str) -> str:
@@ -154,9 +239,7 @@ def normalize(s: str) -> str:
     s = re.sub(r"\s+", " ", s).strip().rstrip(".").strip()
     s = s.replace("%", "").strip()
     s = re.sub(r"\s+(?:or|and)\s+", ",", s)
-    m = _UNIT_TAIL.match(s)
-    if m and re.search(r"\d", m.group(1)):
-        s = m.group(1).strip()
+    s = _strip_units(s)
     s = re.sub(r"(?<=[\d}])\s+(?=[\d\\])", " ", s)
     s = re.sub(r"(?<![A-Za-z])\s+|\s+(?![A-Za-z])", "", s)
     return _numbers(s)
@@ -269,7 +352,7 @@ def to_number(s: str) -> Fraction | None:
     try:
         if m:
             return (-1 if m.group(1) else 1) * Fraction(int(m.group(2)), int(m.group(3)))
-        if re.fullmatch(r"-?(\d+\.?\d*|\.\d+)", s):
+        if re.fullmatch(r"-?(\d+(\.\d*)?|\.\d+)", s):
             return Fraction(s)
     except (ValueError, ZeroDivisionError):
         return None
@@ -370,6 +453,8 @@ def _choice_letter(pred: str) -> str:
 
 def equiv(pred: str, gold: str) -> bool:
     """Do the answer strings pred and gold mean the same thing? (Runs sympy; may be slow: see is_equiv.)"""
+    if too_long(pred) or too_long(gold):
+        return False
     p, g = normalize(pred), normalize(gold)
     if p == g or _same_word(p, g):
         return True
@@ -399,7 +484,24 @@ def quick_equiv(pred: str, gold: str) -> bool | None:
 
 # ---------------------------------------------------------------- batched, time-bounded scoring
 
+MAX_ANSWER_CHARS = 1000
+
+
+def too_long(answer: str) -> bool:
+    """Policy: an extracted answer (or gold) longer than MAX_ANSWER_CHARS characters is not an answer and
+    scores 0 (reason `too_long`) without being normalised or parsed. Real final answers are short (the
+    longest MATH-500 gold has 53 characters; a 3x3 matrix of fractions fits in a few hundred), and the cap
+    bounds the work any hostile answer can cause after the linear-time extraction."""
+    return len(answer) > MAX_ANSWER_CHARS
+
+
 _POOL = None
+
+
+def pool_warm_up() -> None:
+    """Called by each pool worker at start: import what `equiv` imports lazily (sympy and the parser), so the
+    worker's integrity snapshot (see rewards.pool) covers them from the first task on."""
+    import rewards.math_sympy  # noqa: F401
 
 
 def _pool():
@@ -413,12 +515,15 @@ def _pool():
 
 
 def judge_many(pairs: list[tuple[str, str]], timeout: float = 5.0) -> list[tuple[bool, str]]:
-    """(pred, gold) pairs -> (equal?, reason) with reason in ok / wrong / timeout / error."""
+    """(pred, gold) pairs -> (equal?, reason) with reason in ok / wrong / too_long / timeout / error."""
     from rewards.pool import TIMEOUT
 
     out: list = [None] * len(pairs)
     slow = []
     for i, (p, g) in enumerate(pairs):
+        if too_long(p) or too_long(g):
+            out[i] = (False, "too_long")
+            continue
         quick = quick_equiv(p, g)
         if quick is None:
             slow.append(i)
