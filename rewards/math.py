@@ -56,22 +56,43 @@ _BOX = re.compile(r"\\(?:boxed|fbox)(?![A-Za-z])")
 _BARE_BOX = re.compile(r"\s+([^\s$]+)")  # \boxed 5
 
 
-def last_boxed(text: str) -> str | None:
-    """Content of the last `\\boxed{...}` / `\\fbox{...}` that closes (or `\\boxed 5`), nested braces
-    allowed. Linear in len(text)."""
-    starts = [m.end() for m in _BOX.finditer(text)]
+def _closed_boxes(text: str):
+    """(start of the command, content, end) of each `\\boxed{...}` / `\\fbox{...}` that closes (nested braces
+    allowed) and each `\\boxed 5`, last first. Linear in len(text): the braces are matched once."""
     partner = None
-    for pos in reversed(starts):
-        j = pos
+    for m in reversed(list(_BOX.finditer(text))):
+        j = m.end()
         while j < len(text) and text[j].isspace():
             j += 1
         if j < len(text) and text[j] == "{":
             partner = brace_partners(text) if partner is None else partner
             if j in partner:
-                return text[j + 1 : partner[j]]
-        elif (m := _BARE_BOX.match(text, pos)) is not None:
-            return m.group(1).strip()
-    return None
+                yield m.start(), text[j + 1 : partner[j]], partner[j] + 1
+        elif (bare := _BARE_BOX.match(text, m.end())) is not None:
+            yield m.start(), bare.group(1).strip(), bare.end()
+
+
+def last_boxed(text: str) -> str | None:
+    """Content of the last `\\boxed{...}` / `\\fbox{...}` that closes (or `\\boxed 5`)."""
+    return next((content for _, content, _ in _closed_boxes(text)), None)
+
+
+# what may stand between boxes that together make one answer: `\boxed{3}, \boxed{5}`, `$\boxed{3}$ and ...`
+# ("or" does not: `\boxed{15\frac{39}{40}}, or \boxed{\frac{639}{40}}` spells one answer twice)
+_BOX_GAP = re.compile(r"(?:\s|[,;$~]|\\[,;:!]|\\q?quad|\\text\{\s*(?:and|,)?\s*\}|and)*")
+
+
+def final_boxed(text: str) -> str | None:
+    """The last box's content; when several boxes stand together at the end, with only separators (commas,
+    "and", `$`, spacing) between them, all of them joined with commas: `\\boxed{3} and \\boxed{5}` ->
+    `3,5` (a list of answers; lists compare unordered). A box after other words stands alone."""
+    parts, start = [], None
+    for begin, content, end in _closed_boxes(text):
+        if parts and not (end <= start and start - end <= 40 and _BOX_GAP.fullmatch(text, end, start)):
+            break
+        parts.append(content.strip())
+        start = begin
+    return ",".join(reversed(parts)) if parts else None
 
 
 def _last_tagged(text: str) -> str | None:
@@ -110,20 +131,30 @@ def _after_answer_phrase(text: str) -> str | None:
     return None
 
 
+_CONNECTIVE = re.compile(r"[,;]?\s+(?:because|since|as|which|so|therefore|thus|hence|where|when|given|if|for|"
+                         r"from|by|after|due|meaning|i\.e\.|that is)\b", re.IGNORECASE)
+
+
 def _phrase_value(tail: str) -> str | None:
+    """The answer at the start of the text after an answer phrase: its first `$...$` / `\\(...\\)` if it
+    starts with one; else the first sentence, cut before a connective that starts an explanation
+    (`42 because ...`, `42, since ...`)."""
     math = re.match(r"\$+([^$]+)\$+", tail) or re.match(r"\\\((.+?)\\\)", tail)
     if math:
         return math.group(1).strip()
-    return re.split(r"\.(?:\s|$)", tail)[0].strip().rstrip(".") or None
+    value = re.split(r"\.(?:\s|$)", tail)[0].strip().rstrip(".")
+    if len(value) <= MAX_ANSWER_CHARS:  # (longer ones are refused anyway; this keeps the regex linear)
+        value = _CONNECTIVE.split(value, maxsplit=1)[0].strip()
+    return value or None
 
 
 def _extract(text: str) -> str | None:
-    boxed = last_boxed(text)
+    boxed = final_boxed(text)
     if boxed is not None:
         return boxed.strip()
     inner = _last_tagged(text)
     if inner is not None:
-        return (last_boxed(inner) or _after_answer_phrase(inner) or inner).strip()
+        return (final_boxed(inner) or _after_answer_phrase(inner) or inner).strip()
     hashes = _after_hashes(text)
     if hashes is not None:
         return hashes
@@ -150,7 +181,8 @@ _UNIT_WORDS = frozenset("""
     unit units square sq cubic cm mm km m meter meters metre metres centimeter centimeters inches inch in feet
     foot ft yard yards mile miles mph hour hours hr hrs minute minutes min mins second seconds sec secs s day
     days week weeks month months year years dollar dollars cent cents pound pounds lb lbs ounce ounces oz gram
-    grams g kg kilogram kilograms liter liters litre litres l ml gallon gallons degree degrees percent people
+    grams g kg kilogram kilograms liter liters litre litres l ml gallon gallons degree degrees percent pct
+    percentage people
     student students apple apples marble marbles book books boxes cookies cup cups page pages times ways point
     points
 """.split())
@@ -208,7 +240,13 @@ def _strip_delims(s: str) -> str:
     return s.replace("$", "")
 
 
+_NEGATED = re.compile(r"\\not\s*(<|>|\\(?:leq?|geq?|lt|gt)(?![a-zA-Z]))|\\(nless|ngtr|nleq|ngeq)(?![a-zA-Z])")
+_NEGATION = {"<": r"\geq ", r"\lt": r"\geq ", "nless": r"\geq ", ">": r"\leq ", r"\gt": r"\leq ", "ngtr": r"\leq ",
+             r"\le": ">", r"\leq": ">", "nleq": ">", r"\ge": "<", r"\geq": "<", "ngeq": "<"}
+
+
 def _latex_cleanup(s: str) -> str:
+    s = _NEGATED.sub(lambda m: _NEGATION[m.group(1) or m.group(2)], s)  # x \not< 3 -> x \geq 3
     s = re.sub(r"\\(?:left|right|big|Big|bigg|Bigg)(?![a-zA-Z])\.?", "", s)
     for sp in _SPACING:
         s = s.replace(sp, " ")
@@ -232,11 +270,22 @@ def _numbers(s: str) -> str:
     return s[1:] if s.startswith("+") else s
 
 
+def _drop_approximation(s: str) -> str:
+    """`\\frac{1}{\\sqrt3} \\approx 0.577` -> `\\frac{1}{\\sqrt3}`: an exact value followed by its decimal
+    approximation is the exact value. A bare `\\approx 0.577` (or `x \\approx 0.577`) is `0.577`, which, by
+    the exact-answer policy, does not equal 1/sqrt(3)."""
+    m = re.search(r"\\approx(?![a-zA-Z])|≈", s)
+    if not m:
+        return s
+    before = s[: m.start()].strip()
+    return before if before and not _is_variable(before) else s[m.end() :].strip()
+
+
 def normalize(s: str) -> str:
     """A canonical spelling of an answer string (see the module doc); spaces are kept only inside words."""
     s = str(s).replace(r"\$", "")
     s = _strip_delims(_unwrap_text(_latex_cleanup(_strip_delims(s))))
-    s = re.sub(r"\s+", " ", s).strip().rstrip(".").strip()
+    s = _drop_approximation(re.sub(r"\s+", " ", s).strip()).rstrip(".").strip()
     s = s.replace("%", "").strip()
     s = re.sub(r"\s+(?:or|and)\s+", ",", s)
     s = _strip_units(s)
@@ -326,6 +375,9 @@ def structure(s: str):
         return ("list", items)
     if (iv := _inequality(s)) is not None:
         return iv
+    member = re.fullmatch(r"(.+?)\\in(?![a-zA-Z])(.+)", s)  # x \in [-2,7]: the set, named
+    if member and _is_label(member.group(1)):
+        return ("eq", [member.group(1), member.group(2)])
     eq = split_top(s, "=")
     if len(eq) == 2 and all(eq):
         return ("eq", eq)
@@ -361,6 +413,18 @@ def to_number(s: str) -> Fraction | None:
 
 def _is_variable(s: str) -> bool:
     return bool(re.fullmatch(r"[A-Za-z](_\w+)?|\\[a-z]+|[A-Za-z]\([A-Za-z]\)", s))
+
+
+_LABEL = re.compile(r"[A-Za-z](?:_\{?\w+\}?)?|\\[a-zA-Z]+|[A-Za-z]\([A-Za-z]\)|[A-Za-z]{2,3}")
+
+
+def _is_label(s: str) -> bool:
+    """A name an answer may be given under: `x`, `x_1`, `\\theta`, `f(x)`, `AB` (a segment), or a tuple of
+    them, `(p,q)`; `(p,q)=(3,2)` then equals `(3,2)` and `x \\in [-2,7]` equals `[-2,7]`."""
+    if s[:1] == "(" and s[-1:] == ")":
+        names = split_top(s[1:-1])
+        return len(names) > 1 and all(_LABEL.fullmatch(n) for n in names)
+    return bool(_LABEL.fullmatch(s))
 
 
 def scalar_equal(p: str, g: str) -> bool:
@@ -419,9 +483,9 @@ def node_equal(p, g) -> bool:
     g = structure(g) if isinstance(g, str) else g
     (pk, pv), (gk, gv) = _flatten_vector(p), _flatten_vector(g)
     if gk == "eq" and pk != "eq":
-        return _is_variable(gv[0]) and node_equal(p, gv[1])
+        return _is_label(gv[0]) and node_equal(p, gv[1])
     if pk == "eq" and gk != "eq":
-        return _is_variable(pv[0]) and node_equal(pv[1], g)
+        return _is_label(pv[0]) and node_equal(pv[1], g)
     if pk == "list" and gk == "tuple":
         return _ordered(pv, gv)
     if {pk, gk} == {"interval", "tuple"}:  # an open interval written (a, b)
@@ -445,6 +509,9 @@ def node_equal(p, g) -> bool:
     return scalar_equal(pv, gv)
 
 
+_OPTION = re.compile(r"\(([A-E])\)\s*([^\s()].*)", re.DOTALL)  # `(D) Alina`: a choice letter with its text
+
+
 def _choice_letter(pred: str) -> str:
     """`(C) 12`, `C) 12`, `\\text{(C)}` -> `C`, so multiple-choice answers may carry their option text."""
     m = re.match(r"\(?([A-E])\)(?:\s|$)|\\text\{\(?([A-E])\)?\}", pred.strip())
@@ -455,6 +522,9 @@ def equiv(pred: str, gold: str) -> bool:
     """Do the answer strings pred and gold mean the same thing? (Runs sympy; may be slow: see is_equiv.)"""
     if too_long(pred) or too_long(gold):
         return False
+    option = _OPTION.fullmatch(gold.strip())
+    if option:  # a gold `(D) Alina`: the letter, the letter with the text, or the text itself
+        return _choice_letter(pred).strip() in (option.group(1), f"({option.group(1)})") or equiv(pred, option.group(2))
     p, g = normalize(pred), normalize(gold)
     if p == g or _same_word(p, g):
         return True
@@ -547,13 +617,15 @@ def is_equiv(pred: str, gold: str, timeout: float = 5.0) -> bool:
 
 
 def gold_answer(gold) -> str | None:
-    """The gold answer of a row: the string itself, or what a worked solution boxes / marks with ####."""
+    """The gold answer of a row: the string itself, or what a worked solution boxes / marks with #### /
+    states after "The final answer is" (Minerva's `Final Answer: The final answer is $100$. I hope it is
+    correct.`)."""
     if gold is None:
         return None
     g = str(gold)
-    if "\\boxed" in g or "####" in g or "<answer>" in g:
+    if "\\boxed" in g or "\\fbox" in g or "####" in g or "<answer>" in g:
         return extract_answer(g)
-    return g.strip() or None
+    return _after_answer_phrase(g) or g.strip() or None
 
 
 @register("math_accuracy")
