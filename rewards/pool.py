@@ -34,29 +34,37 @@ STARTUP_S = 120.0  # how long a new worker may take to import its code (sympy: s
 _BOOT = "import sys; from rewards.pool import serve; serve(sys.argv[1], int(sys.argv[2]))"
 
 
-def fingerprint(prefixes: tuple[str, ...] = ("rewards", "sympy")) -> dict:
-    """Identity of everything a task could rebind to change later verdicts: for every loaded module named
-    by `prefixes` (`sympy` itself only, not its submodules), each module-level name other than a submodule
-    -> (id of the object, ids of its code and defaults if it is a function), and the same for the functions
-    of its classes."""
-    prints = {}
+def snapshot(prefixes: tuple[str, ...] = ("rewards", "sympy")) -> list[tuple]:
+    """What a task could rebind to change later verdicts: for every loaded module named by `prefixes`
+    (`sympy` itself only, not its submodules), each module-level binding other than a submodule, and the
+    functions of the classes it defines, as (namespace, name, object, code, defaults)."""
+    entries = []
     for name, mod in list(sys.modules.items()):
         if mod is None or not any(name == p or (p != "sympy" and name.startswith(p + ".")) for p in prefixes):
             continue
         for attr, obj in list(vars(mod).items()):
             if isinstance(obj, types.ModuleType):  # importing a submodule binds it on its package: not tampering
                 continue
-            prints[(name, attr)] = _identity(obj)
+            entries.append(_entry(vars(mod), attr, obj))
             if isinstance(obj, type) and obj.__module__ == name:
-                for meth, fn in list(vars(obj).items()):
-                    prints[(name, attr, meth)] = _identity(fn)
-    return prints
+                entries += [_entry(vars(obj), meth, fn) for meth, fn in list(vars(obj).items())]
+    return entries
 
 
-def _identity(obj) -> tuple:
+def _entry(namespace, name: str, obj) -> tuple:
     if isinstance(obj, types.FunctionType):
-        return id(obj), id(obj.__code__), id(obj.__defaults__), id(obj.__kwdefaults__)
-    return (id(obj),)
+        return namespace, name, obj, obj.__code__, obj.__defaults__
+    return namespace, name, obj, None, None
+
+
+def intact(entries: list[tuple]) -> bool:
+    """Is every binding of a snapshot still the same object, with the same code and defaults?"""
+    for namespace, name, obj, code, defaults in entries:
+        if namespace.get(name) is not obj:
+            return False
+        if code is not None and (obj.__code__ is not code or obj.__defaults__ is not defaults):
+            return False
+    return True
 
 
 def serve(target: str, mem_bytes: int) -> None:
@@ -72,8 +80,7 @@ def serve(target: str, mem_bytes: int) -> None:
     warm_up = getattr(sys.modules[mod], "pool_warm_up", None)
     if warm_up is not None:  # the target module's lazy imports, loaded before the snapshot covers them
         warm_up()
-    prefixes = ("rewards", "sympy", mod)
-    clean = fingerprint(prefixes)
+    clean = snapshot(("rewards", "sympy", mod))
     pickle.dump("ready", chan_out)
     chan_out.flush()
     while True:
@@ -85,7 +92,7 @@ def serve(target: str, mem_bytes: int) -> None:
             reply = (idx, True, fn(*args), True)
         except BaseException as e:  # MemoryError, RecursionError included: the caller gets the reason
             reply = (idx, False, f"{type(e).__name__}: {e}", True)
-        if fingerprint(prefixes) != clean:
+        if not intact(clean):
             reply = (idx, False, "TamperError: the task changed the worker's code; worker replaced", False)
         try:
             pickle.dump(reply, chan_out)
