@@ -379,11 +379,21 @@ def structure(s: str):
     if member and _is_label(member.group(1)):
         return ("eq", [member.group(1), member.group(2)])
     eq = split_top(s, "=")
-    if len(eq) == 2 and all(eq):
-        return ("eq", eq)
+    if len(eq) >= 2 and all(eq):
+        return _equation(eq)
     if re.fullmatch(r"[A-Za-z][A-Za-z ']*[A-Za-z]", s) and not re.fullmatch(r"[a-z]{1,3}", s):
         return ("text", s.lower())
     return ("expr", s)
+
+
+def _equation(sides: list[str]):
+    """`y = 2x+3` is an equation; in a chain the last right-hand side wins (`x = 2+3 = 5` is `x = 5`), and a
+    computation without letters before `=` is its result (`6 \\times 7 = 42` is `42`)."""
+    if _is_label(sides[0]):
+        return ("eq", [sides[0], sides[-1]])
+    if len(sides) > 2 or not re.search(r"[A-Za-z]", re.sub(r"\\[A-Za-z]+", "", sides[0])):
+        return structure(sides[-1])
+    return ("eq", sides)
 
 
 def _repeating(s: str) -> Fraction | None:

@@ -148,6 +148,8 @@ def test_extract_answer_forms(text, expected):
     (r"x \ngtr 3", r"(-\infty, 3]", True),
     ("(D) Alina", "D", True), ("D", "(D) Alina", True), ("Alina", "(D) Alina", True),
     ("(C) Bob", "(D) Alina", False), ("C", "(D) Alina", False),
+    ("x = 2+3 = 5", "5", True), (r"6 \times 7 = 42", "42", True), (r"6 \times 7 = 41", "42", False),  # chains
+    ("x = y = 3", "3", True), ("2x = 6", "3", False), ("(1;2)", "(1,2)", True),
 ])
 def test_answer_forms(pred, gold, equal):
     assert is_equiv(pred, gold) is equal
