@@ -1,21 +1,31 @@
 """math_accuracy: pull the final answer out of a completion and decide whether it equals the gold answer.
 
 Three steps, each a small function:
-  1. `extract_answer(text)`: the last `\\boxed{...}` (nested braces), else the last `<answer>...</answer>`,
-     else GSM8K's `#### N`, else "the (final) answer is ...".
-  2. `normalize(s)`: LaTeX spacing and sizing, `\\text{}`, `\\dfrac`, units, degrees, `\\$`, percent,
-     thousands separators, `{,}`, mixed numbers, "or"/"and" lists.
+  1. `extract_answer(text)`: the last `\\boxed{...}` (nested braces; several boxes standing together at the
+     end make one list answer), else the last `<answer>...</answer>`, else GSM8K's `#### N`, else the last
+     "the (final) answer is ..." (its `$...$`, or its first sentence cut before an explanation). R1 requires
+     a final-answer marker: prose without one has no answer.
+  2. `normalize(s)`: LaTeX spacing and sizing, `\\text{}`, `\\dfrac`, units (pct, percentage...), degrees,
+     `\\$`, percent, thousands separators, `{,}`, mixed numbers, "or"/"and" lists, negated inequalities, an
+     `\\approx` decimal after an exact value.
   3. `equiv(pred, gold)`: read both into a structure -- a choice letter, a text answer, an interval or a
      union of them, a set (unordered), a tuple (ordered), a bare list of answers (unordered), a matrix, an
-     equation, or one expression -- and compare piece by piece; expressions go to sympy (`math_sympy`).
+     equation (named answers `(p,q)=(3,2)`, `x \\in [-2,7]`; in a chain the last right-hand side), or one
+     expression -- and compare piece by piece; expressions go to sympy (`math_sympy`).
 
-Policy (what a careful human grader does): answers must be exact (`0.5` = `1/2`, `0.333` != `1/3`);
-`x = 3` equals `3`; "all solutions" lists are unordered, parenthesised tuples are ordered; units,
-degree signs, dollar signs and percent signs do not matter.
+Policy (what a careful human grader does): answers must be exact (`0.5` = `1/2`, `0.333` != `1/3`; there is
+no tolerance option); `x = 3` equals `3`; "all solutions" lists are unordered, parenthesised tuples are
+ordered; units, degree signs, dollar signs and percent signs do not matter; a gold `(D) Alina` accepts `D`,
+`(D) Alina` or `Alina`.
+
+Hostile input (the policy being trained writes the completions; golds come from data files): no answer or
+gold text is ever evaluated as code (expressions are read by `math_parse`, a grammar that builds sympy
+objects); extraction and normalisation are linear-time scans (no backtracking regexes), and answers or golds
+over `MAX_ANSWER_CHARS` score 0, so the caller's share of the work is bounded on any input.
 
 `math_accuracy` scores a batch: cheap string/number decisions happen in the caller; the rest go to a pool
 of worker processes, each comparison limited to `timeout` seconds (a hostile `10^{10^{10^{10}}}`
-scores 0 quickly and never hangs the trainer).
+scores 0 quickly and never hangs the trainer); see `rewards.pool` for the workers' integrity check.
 """
 
 from __future__ import annotations
