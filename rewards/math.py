@@ -373,7 +373,7 @@ def structure(s: str):
         return ("set", split_top(s[2:-2].replace(r"\{", "{").replace(r"\}", "}")))
     if r"\cup" in s:
         return ("union", [structure(p) for p in s.split(r"\cup")])
-    if s[:1] in "([" and s[-1:] in ")]" and matching_close(s, 0, "([{", ")]}") == len(s) - 1:
+    if len(s) >= 2 and s[0] in "([" and s[-1] in ")]" and matching_close(s, 0, "([{", ")]}") == len(s) - 1:
         items = split_top(s[1:-1])
         if len(items) == 1:
             return structure(items[0])
