@@ -544,7 +544,8 @@ def equiv(pred: str, gold: str) -> bool:
         return False
     option = _OPTION.fullmatch(gold.strip())
     if option:  # a gold `(D) Alina`: the letter, the letter with the text, or the text itself
-        return _choice_letter(pred).strip() in (option.group(1), f"({option.group(1)})") or equiv(pred, option.group(2))
+        letter, text = option.groups()
+        return _choice_letter(pred).strip() in (letter, f"({letter})") or equiv(pred, text)
     p, g = normalize(pred), normalize(gold)
     if p == g or _same_word(p, g):
         return True

@@ -37,7 +37,7 @@ from fractions import Fraction
 import sympy
 
 MAX_DEPTH = 100  # nested groups / function arguments
-MAX_DIGITS = 3000  # digits in one numeral
+MAX_DIGITS = 3000  # characters of one numeral, and the largest power of ten `1e...` may write
 
 
 class ParseError(ValueError):
@@ -291,7 +291,9 @@ class _Reader:
         if not m:
             raise ParseError(f"bad number at {self.i}")
         text = m.group(0)
-        if len(text) > MAX_DIGITS:
+        exponent = re.search(r"[eE][+-]?0*(\d+)$", text)
+        huge_power = exponent is not None and (len(exponent.group(1)) > 4 or int(exponent.group(1)) > MAX_DIGITS)
+        if len(text) > MAX_DIGITS or huge_power:
             raise ParseError("numeral too long")
         self.i = m.end()
         sub = _SUBSCRIPT.match(self.s, self.i)

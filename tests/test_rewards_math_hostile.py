@@ -158,6 +158,10 @@ def test_adversarial_gold_is_judged_within_a_second(warm_pool):
     assert scores == [0.0]
 
 
+def test_huge_numerals_are_refused_before_they_are_computed():
+    assert math_accuracy([r"\boxed{1e99999999}", r"\boxed{1e3}"], answer=["1", "1000"], timeout=60) == [0.0, 1.0]
+
+
 def test_extraction_still_finds_the_answer_after_junk():
     junk = "\\boxed{" * 500 + "The answer is" + "\n" * 500
     assert extract_answer(junk + "\\boxed{42}") == "42"
