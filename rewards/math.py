@@ -41,7 +41,8 @@ from rewards.registry import completion_texts, record_reasons, register
 
 def matching_close(s: str, start: int, opens: str = "{", closes: str = "}") -> int:
     """Index of the bracket closing the one that opens at s[start], counting nesting over the `opens`/`closes`
-    characters; -1 if it never closes. (Shared by the answer readers here and math_sympy's LaTeX reader.)"""
+    characters; -1 if it never closes. O(len(s)) per call: `structure` uses it on answers already capped at
+    MAX_ANSWER_CHARS; extraction, which sees whole completions, matches all braces at once (brace_partners)."""
     depth = 0
     for j in range(start, len(s)):
         depth += 1 if s[j] in opens else -1 if s[j] in closes else 0
