@@ -6,6 +6,14 @@ C-level big-integer power (`10**10**10`) where no signal handler runs. Here ever
 SIGKILLed and replaced, and the task's result is `TIMEOUT`. Plain subprocesses (not multiprocessing's
 fork/spawn) mean the parent's threads (torch, tokenizers) are never forked and a training script's
 `__main__` is never re-imported. Each worker caps its own address space (default 4 GiB).
+
+Defence in depth for workers that handle untrusted text (the math reward's answers): no state a task can
+touch outlives the task unnoticed. After every task the worker checks that the functions of the `rewards`
+package and sympy's top-level names are the very objects (and code objects) it started with; if a task
+changed any of them, the worker answers that task with an error and exits, and the pool starts a fresh
+one. The parent reads replies with an unpickler that builds no objects of any class (plain values only:
+bool, int, float, str, bytes, None, tuples, lists, dicts), so a subverted worker cannot run code in the
+trainer through its reply.
 """
 
 from __future__ import annotations
@@ -18,31 +26,93 @@ import resource
 import subprocess
 import sys
 import time
+import types
 from multiprocessing.connection import wait
 
 TIMEOUT = object()
+STARTUP_S = 120.0  # how long a new worker may take to import its code (sympy: seconds on a busy machine)
 _BOOT = "import sys; from rewards.pool import serve; serve(sys.argv[1], int(sys.argv[2]))"
 
 
+def snapshot(prefixes: tuple[str, ...] = ("rewards", "sympy")) -> list[tuple]:
+    """What a task could rebind to change later verdicts: for every loaded module named by `prefixes`
+    (`sympy` itself only, not its submodules), each module-level binding other than a submodule, and the
+    functions of the classes it defines, as (namespace, name, object, code, defaults)."""
+    entries = []
+    for name, mod in list(sys.modules.items()):
+        if mod is None or not any(name == p or (p != "sympy" and name.startswith(p + ".")) for p in prefixes):
+            continue
+        for attr, obj in list(vars(mod).items()):
+            if isinstance(obj, types.ModuleType):  # importing a submodule binds it on its package: not tampering
+                continue
+            entries.append(_entry(vars(mod), attr, obj))
+            if isinstance(obj, type) and obj.__module__ == name:
+                entries += [_entry(vars(obj), meth, fn) for meth, fn in list(vars(obj).items())]
+    return entries
+
+
+def _entry(namespace, name: str, obj) -> tuple:
+    if isinstance(obj, types.FunctionType):
+        return namespace, name, obj, obj.__code__, obj.__defaults__
+    return namespace, name, obj, None, None
+
+
+def intact(entries: list[tuple]) -> bool:
+    """Is every binding of a snapshot still the same object, with the same code and defaults?"""
+    for namespace, name, obj, code, defaults in entries:
+        if namespace.get(name) is not obj:
+            return False
+        if code is not None and (obj.__code__ is not code or obj.__defaults__ is not defaults):
+            return False
+    return True
+
+
 def serve(target: str, mem_bytes: int) -> None:
-    """Worker loop: read (job index, args) pickles from stdin, answer (index, ok, value) on stdout."""
+    """Worker loop: say "ready" once the code is loaded, then read (job index, args) pickles from stdin and
+    answer (index, ok, value, alive) on stdout; alive=False when the task tampered with the worker's code,
+    which then exits."""
     if mem_bytes > 0:
         resource.setrlimit(resource.RLIMIT_AS, (mem_bytes, mem_bytes))
     chan_in, chan_out = sys.stdin.buffer, os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # anything the target prints must not corrupt the channel
     mod, name = target.split(":")
     fn = getattr(importlib.import_module(mod), name)
+    warm_up = getattr(sys.modules[mod], "pool_warm_up", None)
+    if warm_up is not None:  # the target module's lazy imports, loaded before the snapshot covers them
+        warm_up()
+    clean = snapshot(("rewards", "sympy", mod))
+    pickle.dump("ready", chan_out)
+    chan_out.flush()
     while True:
         try:
             idx, args = pickle.load(chan_in)
         except EOFError:
             return
         try:
-            reply = (idx, True, fn(*args))
+            reply = (idx, True, fn(*args), True)
         except BaseException as e:  # MemoryError, RecursionError included: the caller gets the reason
-            reply = (idx, False, f"{type(e).__name__}: {e}")
-        pickle.dump(reply, chan_out)
+            reply = (idx, False, f"{type(e).__name__}: {e}", True)
+        if not intact(clean):
+            reply = (idx, False, "TamperError: the task changed the worker's code; worker replaced", False)
+        try:
+            pickle.dump(reply, chan_out)
+        except Exception as e:  # a value that does not pickle
+            pickle.dump((idx, False, f"{type(e).__name__}: {e}", reply[3]), chan_out)
         chan_out.flush()
+        if not reply[3]:
+            return
+
+
+class _PlainUnpickler(pickle.Unpickler):
+    """Unpickles plain values only: any class or function reference in the stream is refused."""
+
+    def find_class(self, module, name):
+        raise pickle.UnpicklingError(f"refused {module}.{name} in a worker reply")
+
+
+def read_reply(f):
+    """One reply from a worker's stdout, as plain values (see _PlainUnpickler)."""
+    return _PlainUnpickler(f).load()
 
 
 class TimeoutPool:
@@ -61,6 +131,18 @@ class TimeoutPool:
         return subprocess.Popen([sys.executable, "-c", _BOOT, self.target, str(self.mem_bytes)], env=env,
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
 
+    def _await_ready(self, procs: list[subprocess.Popen]) -> None:
+        """Wait until new workers have loaded their code (each says "ready"), so that a task's time limit
+        counts the task only, not a worker's start-up. A worker that fails to start is left as it is: its
+        tasks then fail as "worker died"."""
+        deadline = time.monotonic() + STARTUP_S
+        for p in procs:
+            if wait([p.stdout], timeout=max(0.0, deadline - time.monotonic())):
+                try:
+                    read_reply(p.stdout)
+                except (EOFError, OSError, pickle.UnpicklingError):
+                    pass
+
     def _replace(self, w: int) -> None:
         old = self.procs[w]
         old.kill()
@@ -68,10 +150,12 @@ class TimeoutPool:
         for f in (old.stdin, old.stdout):
             f.close()
         self.procs[w] = self._spawn()
+        self._await_ready([self.procs[w]])
 
     def map(self, jobs: list[tuple], timeout: float = 5.0) -> list:
-        while len(self.procs) < min(self.n, max(1, len(jobs))):
-            self.procs.append(self._spawn())
+        new = [self._spawn() for _ in range(min(self.n, max(1, len(jobs))) - len(self.procs))]
+        self._await_ready(new)
+        self.procs += new
         results: list = [TIMEOUT] * len(jobs)
         todo = list(range(len(jobs)))[::-1]
         busy: dict[int, tuple[int, float]] = {}  # worker -> (job, deadline)
@@ -103,10 +187,12 @@ class TimeoutPool:
         for f in wait(list(outs), timeout=max(0.0, nearest - time.monotonic())):
             w = outs[f]
             try:
-                idx, ok, val = pickle.load(f)
-                results[idx] = val if ok else RuntimeError(val)
-            except (EOFError, OSError, pickle.UnpicklingError):  # worker died (out of memory...)
-                results[busy[w][0]] = RuntimeError("worker died")
+                idx, ok, val, alive = read_reply(f)
+                results[busy[w][0]] = val if ok else RuntimeError(val)
+                if not alive:
+                    self._replace(w)
+            except (EOFError, OSError, ValueError, TypeError, pickle.UnpicklingError):  # died, or sent junk
+                results[busy[w][0]] = RuntimeError("worker died or sent an unreadable reply")
                 self._replace(w)
             busy.pop(w)
         now = time.monotonic()

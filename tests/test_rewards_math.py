@@ -43,8 +43,8 @@ def test_normalize_strips_presentation():
 def test_math500_gold_vs_solution_box():
     data = rows("math500_test.jsonl")
     verdicts = judge_many([(extract_answer(r["solution"]), r["answer"]) for r in data])
-    agree = sum(v for v, _ in verdicts) / len(data)
-    assert len(data) == 500 and agree >= 0.995, agree
+    missed = [(r["answer"], extract_answer(r["solution"])) for r, (v, _) in zip(data, verdicts) if not v]
+    assert len(data) == 500 and not missed, missed
 
 
 def test_math500_different_answers_are_not_equal():
@@ -59,7 +59,7 @@ def test_math500_different_answers_are_not_equal():
 def test_gsm8k_hash_answers():
     data = rows("gsm8k_test.jsonl")
     scores = math_accuracy([r["solution"] for r in data], answer=[r["answer"] for r in data])
-    assert sum(scores) / len(data) >= 0.995
+    assert len(data) == 1319 and sum(scores) == len(data)
     wrong = math_accuracy([r["solution"] for r in data[:200]], answer=[str(int(r["answer"]) + 1) for r in data[:200]])
     assert sum(wrong) == 0
 
@@ -114,3 +114,49 @@ def test_math_accuracy_signature_and_none():
 ])
 def test_is_equiv_cases(pred, gold, equal):
     assert is_equiv(pred, gold) is equal
+
+
+# ---------------------------------------------------------------- answer forms from peers' test suites (issue 14)
+
+@pytest.mark.parametrize("text,expected", [
+    # Minerva / MATH few-shot format
+    ("Final Answer: The final answer is $100$. I hope it is correct.", "100"),
+    ("Final Answer: The final answer is 100. I hope it is correct.", "100"),
+    # an answer phrase followed by its explanation
+    ("The answer is 42 because 6 times 7 is 42.", "42"),
+    ("The answer is: 42, since we add the two.", "42"),
+    # several boxes that together make the answer; a box after other words stands alone
+    (r"So $x = \boxed{3}$ and $\boxed{5}$.", "3,5"),
+    (r"\boxed{1}, \boxed{2}", "1,2"),
+    (r"first \boxed{3}, then after checking: \boxed{5}", "5"),
+    (r"$\boxed{15\frac{39}{40}},$ or $\boxed{\frac{639}{40}}$", r"\frac{639}{40}"),  # one answer spelled twice
+])
+def test_extract_answer_forms(text, expected):
+    assert extract_answer(text) == expected
+
+
+@pytest.mark.parametrize("pred,gold,equal", [
+    ("(p,q)=(3,2)", "(3,2)", True), ("(p,q)=(2,3)", "(3,2)", False),   # named answers
+    ("AB=4, CD=5", "4, 5", True),
+    (r"x \in [-2,7]", "[-2,7]", True), (r"x \in [-2,7]", r"-2 \le x \le 7", True), (r"x \in [-2,7)", "[-2,7]", False),
+    (r"1 \pm \sqrt{2}", r"1+\sqrt2, 1-\sqrt2", True), (r"x = 1 \pm \sqrt{2}", r"1-\sqrt2, 1+\sqrt2", True),
+    (r"1 \pm \sqrt{2}", r"1+\sqrt2", False),
+    ("5 pct", "5", True), ("5 percentage points", "5", True), ("6 pct", "5", False),
+    (r"\frac{1}{\sqrt3} \approx 0.577", r"\frac{\sqrt3}{3}", True),       # an exact value with its decimal
+    (r"\approx 0.577", r"\frac{\sqrt3}{3}", False),                        # the decimal alone is not exact
+    (r"x \not< 3", r"x \ge 3", True), (r"x \not< 3", r"x > 3", False), (r"x \not\geq 3", "x < 3", True),
+    (r"x \ngtr 3", r"(-\infty, 3]", True),
+    ("(D) Alina", "D", True), ("D", "(D) Alina", True), ("Alina", "(D) Alina", True),
+    ("(C) Bob", "(D) Alina", False), ("C", "(D) Alina", False),
+    ("x = 2+3 = 5", "5", True), (r"6 \times 7 = 42", "42", True), (r"6 \times 7 = 41", "42", False),  # chains
+    ("x = y = 3", "3", True), ("2x = 6", "3", False), ("(1;2)", "(1,2)", True),
+])
+def test_answer_forms(pred, gold, equal):
+    assert is_equiv(pred, gold) is equal
+
+
+def test_minerva_gold_and_joined_boxes_score():
+    minerva = "Final Answer: The final answer is $100$. I hope it is correct."
+    assert math_accuracy([r"\boxed{100}", r"\boxed{99}"], answer=[minerva, minerva]) == [1.0, 0.0]
+    both = r"The roots are $\boxed{2}$ and $\boxed{-3}$."
+    assert math_accuracy([both, both, r"\boxed{2}"], answer=["-3, 2", r"\boxed{2}, \boxed{-3}", "-3, 2"]) == [1.0, 1.0, 0.0]
