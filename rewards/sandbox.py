@@ -33,73 +33,14 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 
-BOOT = r'''
-import ctypes, json, os, resource, sys
-job = json.loads(sys.stdin.read()); fd = job["fd"]; CODE = job.pop("code"); TESTS = job.pop("tests")
-libc = ctypes.CDLL(None, use_errno=True)
-NS = 0x00020000 | 0x40000000 | 0x20000000 | 0x08000000 | 0x04000000  # mount net pid ipc uts
-isolation = "rlimits"
-if os.geteuid() == 0 and libc.unshare(NS) == 0:
-    isolation = "namespaces+uid"
-elif os.geteuid() != 0:
-    uid, gid = os.geteuid(), os.getegid()
-    if libc.unshare(NS | 0x10000000) == 0:
-        for f, v in (("setgroups", "deny"), ("uid_map", f"{uid} {uid} 1"), ("gid_map", f"{gid} {gid} 1")):
-            open(f"/proc/self/{f}", "w").write(v)
-        isolation = "namespaces+userns"
-pid = os.fork()
-if pid:
-    os.close(fd)
-    _, status = os.waitpid(pid, 0)
-    os._exit(0)
-libc.prctl(1, 9)  # PR_SET_PDEATHSIG = SIGKILL: die with BOOT
-def mount(src, dst, fstype, flags, data=None):
-    return libc.mount(src and src.encode(), dst.encode(), fstype and fstype.encode(), flags, data and data.encode())
-if isolation != "rlimits":
-    mount(None, "/", None, 16384 | 262144)  # MS_REC | MS_PRIVATE
-    mount("proc", "/proc", "proc", 2 | 4 | 8)
-    for d in ("/tmp", "/var/tmp", "/dev/shm"):
-        if os.path.isdir(d):
-            mount("tmpfs", d, "tmpfs", 2 | 4, "size=%dm,mode=1777" % job["disk_mb"])
-    keep = {"/proc", "/tmp", "/var/tmp", "/dev/shm", "/dev", "/dev/pts"}
-    for line in open("/proc/self/mounts").read().splitlines():
-        mp = line.split()[1]
-        if mp not in keep and not mp.startswith("/proc/"):
-            mount(None, mp, None, 32 | 4096 | 1 | 2 | 4)  # MS_REMOUNT | MS_BIND | MS_RDONLY | nosuid | nodev
-workdir = "/tmp" if isolation != "rlimits" else job["fallback_dir"]
-os.chdir(workdir)
-R = resource
-lim = [(R.RLIMIT_CPU, job["cpu_s"]), (R.RLIMIT_AS, job["mem_mb"] << 20), (R.RLIMIT_FSIZE, job["disk_mb"] << 20),
-       (R.RLIMIT_NOFILE, 64), (R.RLIMIT_CORE, 0)]
-if os.geteuid() == 0:
-    os.setgroups([]); os.setgid(job["uid"]); os.setuid(job["uid"])
-lim.append((R.RLIMIT_NPROC, job["nproc"]))
-for k, v in lim:
-    R.setrlimit(k, (v, v))
-libc.prctl(38, 1, 0, 0, 0)  # PR_SET_NO_NEW_PRIVS
-os.closerange(3, fd); os.closerange(fd + 1, 1 << 16)
-devnull = os.open("/dev/null", os.O_RDONLY); os.dup2(devnull, 0)
-def harness(out, nonce, code, tests):
-    out.write(f"{nonce} I {isolation}\n")
-    g = {"__name__": "__main__", "__builtins__": __builtins__}
-    try:
-        exec(compile(code, "<completion>", "exec"), g)
-        ok = True
-    except BaseException:
-        ok = False
-    for k, t in enumerate(tests):
-        try:
-            if not ok:
-                raise RuntimeError
-            exec(compile(t, f"<test {k}>", "exec"), g)
-            out.write(f"{nonce} P {k}\n")
-        except BaseException:
-            out.write(f"{nonce} F {k}\n")
-    out.flush()
-harness(os.fdopen(fd, "w", buffering=1), job.pop("nonce"), CODE, TESTS)
-os._exit(0)
-'''
+JAIL_SOURCE = (Path(__file__).with_name("jail.py")).read_text()
+ISOLATION_LEVELS = ("rlimits", "partial", "namespaces")  # weakest first; Result.isolation starts with one
+
+
+class IsolationError(RuntimeError):
+    """The sandbox could not give the isolation a stage asked for (`min_isolation`)."""
 
 
 @dataclass
@@ -109,7 +50,13 @@ class Result:
     passed: int
     total: int
     status: str  # "ok" (harness finished), "timeout", "crashed" (died before reporting all tests)
-    isolation: str = ""
+    isolation: str = ""  # "namespaces+uid" | "namespaces+userns" | "partial+MODE:GAPS" | "rlimits" | "" (unknown)
+
+    @property
+    def level(self) -> int:
+        """Index of the isolation achieved in ISOLATION_LEVELS (-1: not reported)."""
+        word = self.isolation.split("+")[0]
+        return ISOLATION_LEVELS.index(word) if word in ISOLATION_LEVELS else -1
 
     @property
     def fraction(self) -> float:
@@ -137,20 +84,27 @@ def sandbox_python() -> str:
 
 
 def _job(timeout: float, mem_mb: int, nproc: int, disk_mb: int, fallback_dir: str) -> dict:
-    return {"nonce": secrets.token_hex(16), "uid": 200000 + secrets.randbelow(1 << 29),
-            "cpu_s": max(1, int(timeout)), "mem_mb": mem_mb, "nproc": nproc, "disk_mb": disk_mb,
-            "fallback_dir": fallback_dir}
+    """The jail's settings. As root, the program runs as `uid` and the judge as `uid + 1`."""
+    return {"uid": 200000 + 2 * secrets.randbelow(1 << 28), "cpu_s": max(1, int(timeout)), "mem_mb": mem_mb,
+            "nproc": nproc, "disk_mb": disk_mb, "fallback_dir": fallback_dir}
+
+
+def _frame(obj) -> bytes:
+    data = json.dumps(obj).encode()
+    return b"%d\n" % len(data) + data
 
 
 def _launch(job: dict, code: str, tests: list[str], w: int) -> subprocess.Popen:
-    proc = subprocess.Popen([sandbox_python(), "-I", "-S", "-c", BOOT], stdin=subprocess.PIPE,
+    """Start BOOT; it reads two frames from stdin: the job with the code (before the program is forked),
+    then the tests (read by the judge only, after the fork)."""
+    proc = subprocess.Popen([sandbox_python(), "-I", "-S", "-c", JAIL_SOURCE], stdin=subprocess.PIPE,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, pass_fds=(w,),
                             env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}, cwd="/", start_new_session=True)
     try:
-        proc.stdin.write(json.dumps(dict(job, fd=w, code=code, tests=tests)).encode())
+        proc.stdin.write(_frame(dict(job, fd=w, code=code)) + _frame(tests))
+        proc.stdin.close()
     except BrokenPipeError:  # BOOT died at once; reported as a crash by the caller
         pass
-    proc.stdin.close()
     return proc
 
 
@@ -196,21 +150,22 @@ def run_program(code: str, tests: list[str], timeout: float = 10.0, mem_mb: int 
         shutil.rmtree(fallback_dir, ignore_errors=True)
     # RLIMIT_CPU equals the time budget: a program the kernel killed for CPU time ran out of time, not crashed
     out_of_time = time.monotonic() - start >= 0.9 * job["cpu_s"]
-    return _parse(data.decode(errors="replace"), job["nonce"], len(tests), finished and not out_of_time)
+    return _parse(data.decode(errors="replace"), len(tests), finished and not out_of_time)
 
 
-def _parse(text: str, nonce: str, total: int, finished: bool) -> Result:
+def _parse(text: str, total: int, finished: bool) -> Result:
+    """The judge's lines: `I ISOLATION`, then `P k` / `F k` per test (only the judge holds this pipe)."""
     passed, seen, isolation = set(), set(), ""
     for line in text.splitlines():
         parts = line.split()
-        if len(parts) != 3 or parts[0] != nonce:
+        if len(parts) != 2:
             continue
-        if parts[1] == "I":
-            isolation = parts[2]
-        elif parts[1] in "PF" and parts[2].isdigit() and int(parts[2]) < total:
-            seen.add(int(parts[2]))
-            if parts[1] == "P":
-                passed.add(int(parts[2]))
+        if parts[0] == "I":
+            isolation = parts[1]
+        elif parts[0] in ("P", "F") and parts[1].isdigit() and int(parts[1]) < total:
+            seen.add(int(parts[1]))
+            if parts[0] == "P":
+                passed.add(int(parts[1]))
     status = "ok" if len(seen) == total else ("crashed" if finished else "timeout")
     return Result(len(passed), total, status, isolation)
 
