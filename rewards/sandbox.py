@@ -43,8 +43,13 @@ BOOT = ("import importlib.util as u, sys; s = u.spec_from_file_location('r1lab_j
 ISOLATION_LEVELS = ("rlimits", "partial", "namespaces")  # weakest first; Result.isolation starts with one
 
 
+GAPS = {"pid": "no pid namespace", "proc": "no fresh /proc could be mounted, so the jail sees every host "
+        "process's command line (a masked /proc, as in Docker, does this to an ordinary user)",
+        "net": "the network namespace has interfaces", "fs": "some mounts could not be made read-only"}
+
+
 class IsolationError(RuntimeError):
-    """The sandbox could not give the isolation a stage asked for (`min_isolation`)."""
+    """The sandbox cannot give the isolation asked for (`min_isolation`); str(e) is one line."""
 
 
 @dataclass
@@ -174,11 +179,36 @@ def _parse(text: str, total: int, finished: bool) -> Result:
     return Result(len(passed), total, status, isolation)
 
 
-def run_many(jobs: list[tuple[str, list[str]]], workers: int | None = None, **limits) -> list[Result]:
+def run_many(jobs: list[tuple[str, list[str]]], workers: int | None = None, min_isolation: str | None = None,
+             **limits) -> list[Result]:
     """Run many (code, tests) programs through a pool of `workers` concurrent jails (default: the
     R1LAB_SANDBOX_WORKERS environment variable, else twice the CPU count: a jail spends part of its
-    life waiting on process start-up and namespace set-up, so 2x measured 1.6x the throughput of 1x)."""
+    life waiting on process start-up and namespace set-up, so 2x measured 1.6x the throughput of 1x).
+    With `min_isolation` (default: R1LAB_SANDBOX_MIN_ISOLATION), raise IsolationError if a jail reports less."""
     workers = workers or int(os.environ.get("R1LAB_SANDBOX_WORKERS", "0")) or 2 * (os.cpu_count() or 1)
+    minimum = min_isolation or os.environ.get("R1LAB_SANDBOX_MIN_ISOLATION") or None
     sandbox_python()  # resolve once, before the threads start
     with ThreadPoolExecutor(workers) as ex:
-        return list(ex.map(lambda j: run_program(j[0], j[1], **limits), jobs))
+        results = list(ex.map(lambda j: run_program(j[0], j[1], **limits), jobs))
+    for r in results:
+        if minimum and r.isolation:  # "" = the jail died before reporting (scored 0 anyway)
+            require_isolation(minimum, r.isolation)
+    return results
+
+
+def probe_isolation() -> str:
+    """The isolation a jail reaches on this machine, as this user (runs one empty program)."""
+    return run_program("", []).isolation or "unknown"
+
+
+def require_isolation(minimum: str, achieved: str | None = None) -> str:
+    """Raise IsolationError unless `achieved` (default: probe it now) is at least `minimum`, one of
+    ISOLATION_LEVELS; returns what was achieved."""
+    if minimum not in ISOLATION_LEVELS:
+        raise IsolationError(f"min_isolation {minimum!r}: expected one of {', '.join(ISOLATION_LEVELS)}")
+    got = achieved or probe_isolation()
+    if Result(0, 0, "ok", got).level < ISOLATION_LEVELS.index(minimum):
+        gaps = got.split(":", 1)[1].split(",") if ":" in got else []
+        why = "; ".join(GAPS.get(g, g) for g in gaps) or "no namespaces could be created"
+        raise IsolationError(f"the code sandbox reaches only {got!r} here, below min_isolation {minimum!r}: {why}")
+    return got

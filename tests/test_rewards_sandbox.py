@@ -195,3 +195,67 @@ def test_many_hostile_programs_at_once_leave_machine_responsive(tmp_path):
     assert [r.passed for r in res] == [0, 0, 1] * 3 and time.monotonic() - t < 20
     assert no_sandbox_processes_left()
     assert not list(Path("/tmp").glob("r1lab-sbx-*"))
+
+
+MASKED_PROC_PROBE = """
+import json, sys
+from rewards.sandbox import run_many
+host_pid = int(sys.argv[1])
+seen = run_many([(f"import os\\ndef f():\\n    return int(os.path.exists('/proc/{host_pid}'))", ["assert f() == 1"])],
+                workers=1)[0]
+try:
+    run_many([("", [])], workers=1, min_isolation="namespaces")
+    refused = None
+except Exception as e:
+    refused = f"{type(e).__name__}: {e}"
+print(json.dumps({"host_pid_visible": seen.passed == 1, "isolation": seen.isolation, "refused": refused}))
+"""
+
+
+def _as_nobody_under_masked_proc(script: str, *args: str) -> dict:
+    """Run `script` as uid 65534 in a mount namespace whose /proc has a path masked by an overmount (what
+    Docker does to /proc/keys, /proc/acpi, ...): the kernel then refuses an ordinary user's fresh /proc."""
+    import json
+    import shutil
+    import subprocess
+    import sys
+
+    if os.geteuid() != 0 or not shutil.which("unshare") or not shutil.which("setpriv"):
+        pytest.skip("needs root, unshare(1) and setpriv(1) to simulate an ordinary user under a masked /proc")
+    mask = next((p for p in ("/proc/keys", "/proc/timer_list", "/proc/kcore") if os.path.exists(p)), None)
+    if mask is None:
+        pytest.skip("no /proc file to mask here")
+    nobody = "setpriv --reuid 65534 --regid 65534 --clear-groups --inh-caps=-all"
+    python = next((c for c in (sys.executable, "/usr/bin/python3") if subprocess.run(
+        [*nobody.split(), "sh", "-c", 'exec "$0" -c pass', c], capture_output=True, cwd="/").returncode == 0), None)
+    if python is None:
+        pytest.skip("no Python interpreter here that uid 65534 may run")
+    cmd = (f"mount --make-rprivate / && mount --bind /dev/null {mask} && "
+           f"exec {nobody} {python} -I -c \"$0\" \"$@\"")
+    r = subprocess.run(["unshare", "-m", "sh", "-c", cmd, f"import sys; sys.path.insert(0, {str(ROOT)!r})\n" + script,
+                        *args], capture_output=True, text=True, timeout=60, cwd="/")
+    if r.returncode != 0:
+        pytest.skip(f"could not simulate a masked /proc here: {r.stderr.strip()[-300:]}")
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def test_masked_proc_is_reported_and_can_be_refused():
+    """Issue 13, item 11: where a fresh /proc cannot be mounted the jail sees host processes; the result must
+    not claim full namespaces, and min_isolation='namespaces' must refuse in one line."""
+    out = _as_nobody_under_masked_proc(MASKED_PROC_PROBE, str(os.getpid()))
+    if not out["host_pid_visible"] and out["isolation"] == "rlimits":
+        pytest.skip("ordinary users get no user namespaces here: nothing to mask")
+    if out["host_pid_visible"]:
+        assert not out["isolation"].startswith("namespaces"), out
+        assert out["isolation"].startswith("partial+userns:") and "proc" in out["isolation"], out
+        assert out["refused"].startswith("IsolationError: ") and "\n" not in out["refused"], out
+        assert "/proc" in out["refused"], out
+    else:
+        pytest.skip(f"the kernel mounted a fresh /proc despite the mask ({out['isolation']}): nothing to test")
+
+
+def test_min_isolation_passes_when_met():
+    res = run_many([("def f():\n    return 1", OK_TEST)], workers=1, min_isolation="rlimits")
+    assert res[0].passed == 1
+    if os.geteuid() == 0:
+        assert res[0].isolation == "namespaces+uid" and res[0].level == 2
