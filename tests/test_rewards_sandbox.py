@@ -259,3 +259,19 @@ def test_min_isolation_passes_when_met():
     assert res[0].passed == 1
     if os.geteuid() == 0:
         assert res[0].isolation == "namespaces+uid" and res[0].level == 2
+
+
+def test_grpo_min_isolation_fails_validation_in_one_line(monkeypatch):
+    import rewards.sandbox
+    from r1lab.config import ConfigError, validate
+
+    raw = {"name": "iso", "model": "nano", "tokenizer": {"vocab_size": 512}, "stages": [
+        {"name": "rl", "kind": "grpo", "data": [{"task": "arithmetic", "n": 4}], "rewards": ["math_accuracy"],
+         "min_isolation": "namespaces"}]}
+    monkeypatch.setattr(rewards.sandbox, "probe_isolation", lambda: "partial+userns:proc")
+    with pytest.raises(ConfigError) as e:
+        validate(raw, file="iso.yaml")
+    msg = str(e.value)
+    assert "\n" not in msg and "min_isolation" in msg and "partial+userns:proc" in msg and "/proc" in msg, msg
+    monkeypatch.setattr(rewards.sandbox, "probe_isolation", lambda: "namespaces+userns")
+    validate(raw, file="iso.yaml")
