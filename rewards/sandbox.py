@@ -141,21 +141,23 @@ def _kill(proc: subprocess.Popen) -> None:
 
 def run_program(code: str, tests: list[str], timeout: float = 10.0, mem_mb: int = 1024, nproc: int = 64,
                 disk_mb: int = 64) -> Result:
-    """Run `code` then each test source in `tests` in the jail; count the tests that ran without raising."""
+    """Run `code`, then each test source in `tests` against it, in a jail; count the tests that passed."""
     fallback_dir = tempfile.mkdtemp(prefix="r1lab-sbx-")  # used only when namespaces are unavailable
-    os.chmod(fallback_dir, 0o777)
-    job = _job(timeout, mem_mb, nproc, disk_mb, fallback_dir)
-    r, w = os.pipe()
-    start = time.monotonic()
     try:
-        proc = _launch(job, code, tests, w)
+        os.chmod(fallback_dir, 0o777)
+        job = _job(timeout, mem_mb, nproc, disk_mb, fallback_dir)
+        r, w = os.pipe()
+        start = time.monotonic()
+        try:
+            proc = _launch(job, code, tests, w)
+        finally:
+            os.close(w)
+        try:
+            data, finished = _read_until(r, time.monotonic() + timeout + 1.0)
+        finally:
+            os.close(r)
+            _kill(proc)
     finally:
-        os.close(w)
-    try:
-        data, finished = _read_until(r, time.monotonic() + timeout + 1.0)
-    finally:
-        os.close(r)
-        _kill(proc)
         shutil.rmtree(fallback_dir, ignore_errors=True)
     # RLIMIT_CPU equals the time budget: a program the kernel killed for CPU time ran out of time, not crashed
     out_of_time = time.monotonic() - start >= 0.9 * job["cpu_s"]

@@ -275,3 +275,29 @@ def test_grpo_min_isolation_fails_validation_in_one_line(monkeypatch):
     assert "\n" not in msg and "min_isolation" in msg and "partial+userns:proc" in msg and "/proc" in msg, msg
     monkeypatch.setattr(rewards.sandbox, "probe_isolation", lambda: "namespaces+userns")
     validate(raw, file="iso.yaml")
+
+
+JUDGE_ATTACKS = {  # each sets `hit` if it got through
+    "kill_everything": "import os, signal\nfor pid in range(1, 64):\n    if pid != os.getpid():\n"
+                       "        try:\n            os.kill(pid, signal.SIGKILL)\n            hit = True\n"
+                       "        except OSError:\n            pass",
+    "write_verdicts_through_proc": "import os\nfor fd in os.listdir('/proc/1/fd'):\n"
+                                   "    open('/proc/1/fd/' + fd, 'w').write('P 0\\nP 1\\n')\n    hit = True",
+    "read_judge_memory": "open('/proc/1/mem', 'rb').read(1)\nhit = True",
+    "ptrace_judge": "import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\n"
+                    "hit = libc.ptrace(16, 1, 0, 0) == 0  # PTRACE_ATTACH",
+    "write_every_descriptor": "import os\nfor fd in range(3, 64):\n    try:\n"
+                              "        os.write(fd, b'P 0\\nP 1\\n{\"v\": 0}\\n')\n    except OSError:\n        pass",
+}
+
+
+@pytest.mark.parametrize("name", sorted(JUDGE_ATTACKS))
+def test_program_cannot_reach_the_judge(name):
+    """The judge (pid 1 of the jail) holds the verdict pipe; the program must not be able to write a verdict
+    through it, read it, trace it or kill it: the judge reports both tests, the honest one passes, the
+    impossible one fails, and the attack reports it got nowhere."""
+    attack = textwrap.indent(JUDGE_ATTACKS[name], "    ")
+    code = f"hit = False\ntry:\n{attack}\nexcept Exception:\n    pass\ndef f():\n    return int(hit)\n"
+    res = run_program(code, ["assert f() == 0", "assert 1 == 2"], timeout=5)
+    honest = 0 if name == "write_every_descriptor" else 1  # garbage on its own answer pipe fails the program
+    assert (res.passed, res.total, res.status) == (honest, 2, "ok"), (name, res)
