@@ -1,15 +1,25 @@
 """Run untrusted Python (a model's code + its tests) in a throw-away jail, many at once.
 
-One program = one `python -I -S -c BOOT` process. BOOT, still privileged, reads the job from stdin and
+Threat model: the program is hostile twice over. It may attack the machine (fork bombs, writes, network,
+secrets), and -- because RL optimises the policy against this reward -- it may attack the verdict itself
+(patch builtins, walk frames, return objects whose `__eq__` always says yes). The jail answers the first
+with namespaces, an unprivileged uid and rlimits; the second by never letting the program's code share an
+interpreter, a uid or a pipe with whatever decides the verdict (`jail.py` argues this in detail).
+
+One program = one `python -I -S -c BOOT jail.py` process. BOOT, still privileged, reads the job (limits
+and the code, not the tests) from stdin and
   1. unshares new mount, network, pid, IPC and UTS namespaces (as root), or a user namespace plus those
-     (as an ordinary user); without either it falls back to resource limits alone (`isolation` says which),
-  2. forks the namespace's first process, which dies with BOOT (PDEATHSIG); when it exits or is killed the
-     kernel kills every process left in the namespace -- fork bombs and `setsid` escapees included,
-  3. there: makes mounts private, mounts a fresh /proc, puts empty size-capped tmpfs on /tmp, /var/tmp,
-     /dev/shm (the working directory is /tmp, gone with the namespace), remounts the rest read-only,
-  4. drops to a random unprivileged uid/gid (root only), sets no_new_privs and rlimits (CPU seconds,
-     address space, processes, file size, open files, no core files), closes every other descriptor,
-  5. runs the code, then each test, reporting `NONCE P k` / `NONCE F k` lines on a pipe.
+     (as an ordinary user); without either it falls back to resource limits alone,
+  2. forks the namespace's first process, JUDGE, which dies with BOOT (PDEATHSIG); when JUDGE exits or is
+     killed, the kernel kills every process left in the namespace -- fork bombs and `setsid` escapees too,
+  3. JUDGE makes mounts private, mounts a fresh /proc, puts empty size-capped tmpfs on /tmp, /var/tmp,
+     /dev/shm (the working directory is /tmp, gone with the namespace), remounts the rest read-only, and
+     then checks what it got (the `isolation` it reports is what was achieved, not what was attempted),
+  4. JUDGE forks PROGRAM, which drops to a random unprivileged uid (root) and every capability, sets
+     no_new_privs and rlimits (CPU seconds, address space, processes, file size, open files, no core
+     files), keeps only its two RPC pipes, runs the code and then answers JUDGE's calls with plain data,
+  5. JUDGE drops to another uid, becomes non-dumpable, reads the tests, runs them with PROGRAM's names
+     standing in as remote objects, and writes `I ISOLATION`, then `P k` / `F k` lines on the verdict pipe.
 The parent gives the whole thing `timeout` seconds of wall time, then SIGKILLs BOOT's process group.
 stdout/stderr go to /dev/null (megabytes of printing cost nothing); the environment is empty.
 
