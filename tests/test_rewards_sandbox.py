@@ -212,16 +212,18 @@ print(json.dumps({"host_pid_visible": seen.passed == 1, "isolation": seen.isolat
 """
 
 
-def _as_nobody_under_masked_proc(script: str, *args: str) -> dict:
-    """Run `script` as uid 65534 in a mount namespace whose /proc has a path masked by an overmount (what
-    Docker does to /proc/keys, /proc/acpi, ...): the kernel then refuses an ordinary user's fresh /proc."""
+def _as_nobody(script: str, *args: str, masked_proc: bool = False) -> dict:
+    """Run `script` as uid 65534 (an ordinary user: the sandbox then uses a user namespace) and return the
+    JSON of its last line. With `masked_proc`, in a mount namespace whose /proc has a path masked by an
+    overmount (what Docker does to /proc/keys, /proc/acpi, ...): the kernel then refuses that user a fresh
+    /proc."""
     import json
     import shutil
     import subprocess
     import sys
 
     if os.geteuid() != 0 or not shutil.which("unshare") or not shutil.which("setpriv"):
-        pytest.skip("needs root, unshare(1) and setpriv(1) to simulate an ordinary user under a masked /proc")
+        pytest.skip("needs root, unshare(1) and setpriv(1) to run the sandbox as an ordinary user")
     mask = next((p for p in ("/proc/keys", "/proc/timer_list", "/proc/kcore") if os.path.exists(p)), None)
     if mask is None:
         pytest.skip("no /proc file to mask here")
@@ -230,19 +232,19 @@ def _as_nobody_under_masked_proc(script: str, *args: str) -> dict:
         [*nobody.split(), "sh", "-c", 'exec "$0" -c pass', c], capture_output=True, cwd="/").returncode == 0), None)
     if python is None:
         pytest.skip("no Python interpreter here that uid 65534 may run")
-    cmd = (f"mount --make-rprivate / && mount --bind /dev/null {mask} && "
-           f"exec {nobody} {python} -I -c \"$0\" \"$@\"")
+    masking = f"mount --make-rprivate / && mount --bind /dev/null {mask} && " if masked_proc else ""
+    cmd = f"{masking}exec {nobody} {python} -I -c \"$0\" \"$@\""
     r = subprocess.run(["unshare", "-m", "sh", "-c", cmd, f"import sys; sys.path.insert(0, {str(ROOT)!r})\n" + script,
-                        *args], capture_output=True, text=True, timeout=60, cwd="/")
+                        *args], capture_output=True, text=True, timeout=120, cwd="/")
     if r.returncode != 0:
-        pytest.skip(f"could not simulate a masked /proc here: {r.stderr.strip()[-300:]}")
+        pytest.skip(f"could not run the sandbox as an ordinary user here: {r.stderr.strip()[-300:]}")
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
 def test_masked_proc_is_reported_and_can_be_refused():
     """Issue 13, item 11: where a fresh /proc cannot be mounted the jail sees host processes; the result must
     not claim full namespaces, and min_isolation='namespaces' must refuse in one line."""
-    out = _as_nobody_under_masked_proc(MASKED_PROC_PROBE, str(os.getpid()))
+    out = _as_nobody(MASKED_PROC_PROBE, str(os.getpid()), masked_proc=True)
     if not out["host_pid_visible"] and out["isolation"] == "rlimits":
         pytest.skip("ordinary users get no user namespaces here: nothing to mask")
     if out["host_pid_visible"]:
@@ -279,8 +281,8 @@ def test_grpo_min_isolation_fails_validation_in_one_line(monkeypatch):
 
 JUDGE_ATTACKS = {  # each sets `hit` if it got through
     "kill_everything": "import os, signal\nfor pid in range(1, 64):\n    if pid != os.getpid():\n"
-                       "        try:\n            os.kill(pid, signal.SIGKILL)\n            hit = True\n"
-                       "        except OSError:\n            pass",
+                       "        try:\n            os.kill(pid, signal.SIGKILL)\n"
+                       "        except OSError:\n            pass",  # the judge must live on: both verdicts come
     "write_verdicts_through_proc": "import os\nfor fd in os.listdir('/proc/1/fd'):\n"
                                    "    open('/proc/1/fd/' + fd, 'w').write('P 0\\nP 1\\n')\n    hit = True",
     "read_judge_memory": "open('/proc/1/mem', 'rb').read(1)\nhit = True",
@@ -301,3 +303,44 @@ def test_program_cannot_reach_the_judge(name):
     res = run_program(code, ["assert f() == 0", "assert 1 == 2"], timeout=5)
     honest = 0 if name == "write_every_descriptor" else 1  # garbage on its own answer pipe fails the program
     assert (res.passed, res.total, res.status) == (honest, 2, "ok"), (name, res)
+
+
+USERNS_PROBE = """
+import json, sys, textwrap
+from rewards.sandbox import run_program
+attacks, forgeries = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+out = {}
+for name, attack in attacks.items():
+    code = f"hit = False\\ntry:\\n{textwrap.indent(attack, '    ')}\\nexcept Exception:\\n    pass\\n"
+    res = run_program(code + "def f():\\n    return int(hit)\\n", ["assert f() == 0", "assert 1 == 2"], timeout=5)
+    out[name] = [res.passed, res.total, res.status, res.isolation]
+for name, forgery in forgeries.items():
+    res = run_program("def add(a, b):\\n    return 42\\n" + textwrap.dedent(forgery),
+                      ["assert add(1, 2) == 3", "assert add(2, 2) == 4"], timeout=5)
+    out[name] = [res.passed, res.total, res.status, res.isolation]
+print(json.dumps(out))
+"""
+USERNS_ATTACKS = dict(JUDGE_ATTACKS, **{
+    "remount_root_writable": "import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\n"
+                             "hit = libc.mount(None, b'/', None, 32 | 4096, None) == 0",
+    "mount_over_etc": "import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\n"
+                      "hit = libc.mount(b'tmpfs', b'/etc', b'tmpfs', 0, None) == 0",
+})
+
+
+def test_ordinary_user_jail_holds_too():
+    """As an ordinary user the program and the judge share a uid inside a user namespace: the program must
+    still hold no capabilities (on the old code it could remount / read-write in its namespace, or mount over
+    /etc), must not reach the judge, and no forgery may pass."""
+    import json
+
+    from test_rewards_code import FORGERIES
+
+    out = _as_nobody(USERNS_PROBE, json.dumps(USERNS_ATTACKS), json.dumps(FORGERIES))
+    if any(v[3] != "namespaces+userns" for v in out.values()):
+        pytest.skip(f"no full user-namespace jail for an ordinary user here: {set(v[3] for v in out.values())}")
+    for name in USERNS_ATTACKS:
+        honest = 0 if name == "write_every_descriptor" else 1
+        assert out[name][:3] == [honest, 2, "ok"], (name, out[name])
+    for name in FORGERIES:
+        assert out[name][0] == 0, (name, out[name])
