@@ -140,7 +140,7 @@ def test_forged_verdicts_score_zero(name):
     honest = "def add(a, b):\n    return a + b\n" + textwrap.dedent(FORGERIES[name]).replace("def add", "def _unused")
     assert get_reward("code_tests")([fenced(code)], tests=[tests]) == [0.0], name
     assert get_reward("code_tests_fraction")([fenced(code)], tests=[tests]) == [0.0], name
-    assert get_reward("code_tests")([fenced(honest)], tests=[tests])[0] in (0.0, 1.0)  # runs, says something
+    assert get_reward("code_tests")([fenced(honest)], tests=[tests]) == [1.0], name  # the judge still judges
 
 
 def test_check_style_tests_see_only_plain_values():

@@ -344,3 +344,41 @@ def test_ordinary_user_jail_holds_too():
         assert out[name][:3] == [honest, 2, "ok"], (name, out[name])
     for name in FORGERIES:
         assert out[name][0] == 0, (name, out[name])
+
+
+def test_values_cross_from_program_to_judge_faithfully():
+    """What the judge sees of the program's results: plain data rebuilt exactly (types kept: tuple is not
+    list, 1.0 is a float, nan stays nan), iterators and the program's objects as handles it can use."""
+    code = textwrap.dedent("""
+        import math
+        from collections import OrderedDict, namedtuple
+        P = namedtuple("P", "x y")
+        class Node:
+            def __init__(self, v):
+                self.v, self.left = v, None
+        def depth(n):
+            return 0 if n is None else 1 + depth(n.left)
+        def values():
+            return (1, [2.0, "3", b"4", None, True], {(1, 2): {5}}, frozenset({6}), 1j, P(7, 8), OrderedDict(a=9))
+        def gen(n, step=1):
+            yield from range(0, n, step)
+        def nan():
+            return float("nan")
+        def boom(x):
+            raise ValueError(x)
+        def big():
+            return 7 ** 2000
+    """)
+    tests = ["assert values() == (1, [2.0, '3', b'4', None, True], {(1, 2): {5}}, frozenset({6}), 1j, (7, 8), "
+             "{'a': 9})",
+             "assert type(values()[0]) is int and type(values()[1][0]) is float and values()[5] != [7, 8]",
+             "assert list(gen(6, step=2)) == [0, 2, 4] and sum(gen(4)) == 6",
+             "r = Node(1)\nr.left = Node(2)\nr.left.left = Node(3)\nassert depth(r) == 3 and r.left.v == 2",
+             "x = nan()\nassert x != x",
+             "try:\n    boom(1)\nexcept ValueError:\n    pass\nelse:\n    raise AssertionError",
+             "assert math.isqrt(big()) == math.isqrt(7 ** 2000)",
+             "assert Node(1) != Node(1) and not isinstance(Node(1), int)",
+             "assert Node(1)",  # no truth value for the program's objects: must fail
+             ]
+    res = run_program(code, tests)
+    assert (res.passed, res.total, res.status) == (len(tests) - 1, len(tests), "ok"), res
