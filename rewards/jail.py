@@ -167,8 +167,9 @@ def describe_isolation(mode, gaps):
 
 
 def drop_privileges(uid, dumpable):
-    """To `uid` (as root), then no capabilities left in any namespace, no_new_privs; die with the parent
-    (set again: a uid change clears it); non-dumpable unless `dumpable` (then nothing can ptrace it)."""
+    """To `uid` (as root), then no capabilities left in any namespace and no_new_privs; die with the
+    parent (set again: a uid change clears it). Unless `dumpable`, no process without CAP_SYS_PTRACE --
+    which PROGRAM lacks -- can ptrace this one or open its /proc files (mem, fd/*)."""
     if os.geteuid() == 0:
         os.setgroups([])
         os.setgid(uid)
