@@ -221,6 +221,7 @@ def require_isolation(minimum: str, achieved: str | None = None) -> str:
     got = achieved or probe_isolation()
     if Result(0, 0, "ok", got).level < ISOLATION_LEVELS.index(minimum):
         gaps = got.split(":", 1)[1].split(",") if ":" in got else []
-        why = "; ".join(GAPS.get(g, g) for g in gaps) or "no namespaces could be created"
+        why = ("; ".join(GAPS.get(g, g) for g in gaps) or
+               ("no namespaces could be created" if got == "rlimits" else "the jail did not start"))
         raise IsolationError(f"the code sandbox reaches only {got!r} here, below min_isolation {minimum!r}: {why}")
     return got
