@@ -6,6 +6,10 @@ each bare call (`check(f)`) is one test, carrying the setup statements that prec
 the fraction of tests passed. The completion's code always runs first, then the tests in order
 (HumanEval: test + `check(entry_point)`; MBPP: setup + asserts -- mbpp-367's setup uses a class the
 solution defines, so code-before-setup is the order that works).
+
+The verdict is not the program's to give: the tests run in a judge process that never runs the program's
+code, where each name the code defined stands for a remote object whose calls come back as plain data
+(`rewards/jail.py` argues why a program cannot forge a pass).
 """
 
 from __future__ import annotations

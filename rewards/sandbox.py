@@ -1,15 +1,25 @@
 """Run untrusted Python (a model's code + its tests) in a throw-away jail, many at once.
 
-One program = one `python -I -S -c BOOT` process. BOOT, still privileged, reads the job from stdin and
+Threat model: the program is hostile twice over. It may attack the machine (fork bombs, writes, network,
+secrets), and -- because RL optimises the policy against this reward -- it may attack the verdict itself
+(patch builtins, walk frames, return objects whose `__eq__` always says yes). The jail answers the first
+with namespaces, an unprivileged uid and rlimits; the second by never letting the program's code share an
+interpreter, a uid or a pipe with whatever decides the verdict (`jail.py` argues this in detail).
+
+One program = one `python -I -S -c BOOT jail.py` process. BOOT, still privileged, reads the job (limits
+and the code, not the tests) from stdin and
   1. unshares new mount, network, pid, IPC and UTS namespaces (as root), or a user namespace plus those
-     (as an ordinary user); without either it falls back to resource limits alone (`isolation` says which),
-  2. forks the namespace's first process, which dies with BOOT (PDEATHSIG); when it exits or is killed the
-     kernel kills every process left in the namespace -- fork bombs and `setsid` escapees included,
-  3. there: makes mounts private, mounts a fresh /proc, puts empty size-capped tmpfs on /tmp, /var/tmp,
-     /dev/shm (the working directory is /tmp, gone with the namespace), remounts the rest read-only,
-  4. drops to a random unprivileged uid/gid (root only), sets no_new_privs and rlimits (CPU seconds,
-     address space, processes, file size, open files, no core files), closes every other descriptor,
-  5. runs the code, then each test, reporting `NONCE P k` / `NONCE F k` lines on a pipe.
+     (as an ordinary user); without either it falls back to resource limits alone,
+  2. forks the namespace's first process, JUDGE, which dies with BOOT (PDEATHSIG); when JUDGE exits or is
+     killed, the kernel kills every process left in the namespace -- fork bombs and `setsid` escapees too,
+  3. JUDGE makes mounts private, mounts a fresh /proc, puts empty size-capped tmpfs on /tmp, /var/tmp,
+     /dev/shm (the working directory is /tmp, gone with the namespace), remounts the rest read-only, and
+     then checks what it got (the `isolation` it reports is what was achieved, not what was attempted),
+  4. JUDGE forks PROGRAM, which drops to a random unprivileged uid (root) and every capability, sets
+     no_new_privs and rlimits (CPU seconds, address space, processes, file size, open files, no core
+     files), keeps only its two RPC pipes, runs the code and then answers JUDGE's calls with plain data,
+  5. JUDGE drops to another uid, becomes non-dumpable, reads the tests, runs them with PROGRAM's names
+     standing in as remote objects, and writes `I ISOLATION`, then `P k` / `F k` lines on the verdict pipe.
 The parent gives the whole thing `timeout` seconds of wall time, then SIGKILLs BOOT's process group.
 stdout/stderr go to /dev/null (megabytes of printing cost nothing); the environment is empty.
 
@@ -33,73 +43,23 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 
-BOOT = r'''
-import ctypes, json, os, resource, sys
-job = json.loads(sys.stdin.read()); fd = job["fd"]; CODE = job.pop("code"); TESTS = job.pop("tests")
-libc = ctypes.CDLL(None, use_errno=True)
-NS = 0x00020000 | 0x40000000 | 0x20000000 | 0x08000000 | 0x04000000  # mount net pid ipc uts
-isolation = "rlimits"
-if os.geteuid() == 0 and libc.unshare(NS) == 0:
-    isolation = "namespaces+uid"
-elif os.geteuid() != 0:
-    uid, gid = os.geteuid(), os.getegid()
-    if libc.unshare(NS | 0x10000000) == 0:
-        for f, v in (("setgroups", "deny"), ("uid_map", f"{uid} {uid} 1"), ("gid_map", f"{gid} {gid} 1")):
-            open(f"/proc/self/{f}", "w").write(v)
-        isolation = "namespaces+userns"
-pid = os.fork()
-if pid:
-    os.close(fd)
-    _, status = os.waitpid(pid, 0)
-    os._exit(0)
-libc.prctl(1, 9)  # PR_SET_PDEATHSIG = SIGKILL: die with BOOT
-def mount(src, dst, fstype, flags, data=None):
-    return libc.mount(src and src.encode(), dst.encode(), fstype and fstype.encode(), flags, data and data.encode())
-if isolation != "rlimits":
-    mount(None, "/", None, 16384 | 262144)  # MS_REC | MS_PRIVATE
-    mount("proc", "/proc", "proc", 2 | 4 | 8)
-    for d in ("/tmp", "/var/tmp", "/dev/shm"):
-        if os.path.isdir(d):
-            mount("tmpfs", d, "tmpfs", 2 | 4, "size=%dm,mode=1777" % job["disk_mb"])
-    keep = {"/proc", "/tmp", "/var/tmp", "/dev/shm", "/dev", "/dev/pts"}
-    for line in open("/proc/self/mounts").read().splitlines():
-        mp = line.split()[1]
-        if mp not in keep and not mp.startswith("/proc/"):
-            mount(None, mp, None, 32 | 4096 | 1 | 2 | 4)  # MS_REMOUNT | MS_BIND | MS_RDONLY | nosuid | nodev
-workdir = "/tmp" if isolation != "rlimits" else job["fallback_dir"]
-os.chdir(workdir)
-R = resource
-lim = [(R.RLIMIT_CPU, job["cpu_s"]), (R.RLIMIT_AS, job["mem_mb"] << 20), (R.RLIMIT_FSIZE, job["disk_mb"] << 20),
-       (R.RLIMIT_NOFILE, 64), (R.RLIMIT_CORE, 0)]
-if os.geteuid() == 0:
-    os.setgroups([]); os.setgid(job["uid"]); os.setuid(job["uid"])
-lim.append((R.RLIMIT_NPROC, job["nproc"]))
-for k, v in lim:
-    R.setrlimit(k, (v, v))
-libc.prctl(38, 1, 0, 0, 0)  # PR_SET_NO_NEW_PRIVS
-os.closerange(3, fd); os.closerange(fd + 1, 1 << 16)
-devnull = os.open("/dev/null", os.O_RDONLY); os.dup2(devnull, 0)
-def harness(out, nonce, code, tests):
-    out.write(f"{nonce} I {isolation}\n")
-    g = {"__name__": "__main__", "__builtins__": __builtins__}
-    try:
-        exec(compile(code, "<completion>", "exec"), g)
-        ok = True
-    except BaseException:
-        ok = False
-    for k, t in enumerate(tests):
-        try:
-            if not ok:
-                raise RuntimeError
-            exec(compile(t, f"<test {k}>", "exec"), g)
-            out.write(f"{nonce} P {k}\n")
-        except BaseException:
-            out.write(f"{nonce} F {k}\n")
-    out.flush()
-harness(os.fdopen(fd, "w", buffering=1), job.pop("nonce"), CODE, TESTS)
-os._exit(0)
-'''
+JAIL = str(Path(__file__).with_name("jail.py"))
+# BOOT loads jail.py by path (not by putting rewards/ on sys.path, whose math.py would shadow the standard
+# library's), through importlib's loader so its cached bytecode is used: compiling it costs ~20 ms a jail.
+BOOT = ("import importlib.util as u, sys; s = u.spec_from_file_location('r1lab_jail', sys.argv[1]); "
+        "m = u.module_from_spec(s); s.loader.exec_module(m); m.main()")
+ISOLATION_LEVELS = ("rlimits", "partial", "namespaces")  # weakest first; Result.isolation starts with one
+
+
+GAPS = {"pid": "no pid namespace", "proc": "no fresh /proc could be mounted, so the jail sees every host "
+        "process's command line (a masked /proc, as in Docker, does this to an ordinary user)",
+        "net": "the network namespace has interfaces", "fs": "some mounts could not be made read-only"}
+
+
+class IsolationError(RuntimeError):
+    """The sandbox cannot give the isolation asked for (`min_isolation`); str(e) is one line."""
 
 
 @dataclass
@@ -109,7 +69,13 @@ class Result:
     passed: int
     total: int
     status: str  # "ok" (harness finished), "timeout", "crashed" (died before reporting all tests)
-    isolation: str = ""
+    isolation: str = ""  # "namespaces+uid" | "namespaces+userns" | "partial+MODE:GAPS" | "rlimits" | "" (unknown)
+
+    @property
+    def level(self) -> int:
+        """Index of the isolation achieved in ISOLATION_LEVELS (-1: not reported)."""
+        word = self.isolation.split("+")[0]
+        return ISOLATION_LEVELS.index(word) if word in ISOLATION_LEVELS else -1
 
     @property
     def fraction(self) -> float:
@@ -137,20 +103,27 @@ def sandbox_python() -> str:
 
 
 def _job(timeout: float, mem_mb: int, nproc: int, disk_mb: int, fallback_dir: str) -> dict:
-    return {"nonce": secrets.token_hex(16), "uid": 200000 + secrets.randbelow(1 << 29),
-            "cpu_s": max(1, int(timeout)), "mem_mb": mem_mb, "nproc": nproc, "disk_mb": disk_mb,
-            "fallback_dir": fallback_dir}
+    """The jail's settings. As root, the program runs as `uid` and the judge as `uid + 1`."""
+    return {"uid": 200000 + 2 * secrets.randbelow(1 << 28), "cpu_s": max(1, int(timeout)), "mem_mb": mem_mb,
+            "nproc": nproc, "disk_mb": disk_mb, "fallback_dir": fallback_dir}
+
+
+def _frame(obj) -> bytes:
+    data = json.dumps(obj).encode()
+    return b"%d\n" % len(data) + data
 
 
 def _launch(job: dict, code: str, tests: list[str], w: int) -> subprocess.Popen:
-    proc = subprocess.Popen([sandbox_python(), "-I", "-S", "-c", BOOT], stdin=subprocess.PIPE,
+    """Start BOOT; it reads two frames from stdin: the job with the code (before the program is forked),
+    then the tests (read by the judge only, after the fork)."""
+    proc = subprocess.Popen([sandbox_python(), "-I", "-S", "-c", BOOT, JAIL], stdin=subprocess.PIPE,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, pass_fds=(w,),
                             env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}, cwd="/", start_new_session=True)
     try:
-        proc.stdin.write(json.dumps(dict(job, fd=w, code=code, tests=tests)).encode())
+        proc.stdin.write(_frame(dict(job, fd=w, code=code)) + _frame(tests))
+        proc.stdin.close()
     except BrokenPipeError:  # BOOT died at once; reported as a crash by the caller
         pass
-    proc.stdin.close()
     return proc
 
 
@@ -178,48 +151,77 @@ def _kill(proc: subprocess.Popen) -> None:
 
 def run_program(code: str, tests: list[str], timeout: float = 10.0, mem_mb: int = 1024, nproc: int = 64,
                 disk_mb: int = 64) -> Result:
-    """Run `code` then each test source in `tests` in the jail; count the tests that ran without raising."""
+    """Run `code`, then each test source in `tests` against it, in a jail; count the tests that passed."""
     fallback_dir = tempfile.mkdtemp(prefix="r1lab-sbx-")  # used only when namespaces are unavailable
-    os.chmod(fallback_dir, 0o777)
-    job = _job(timeout, mem_mb, nproc, disk_mb, fallback_dir)
-    r, w = os.pipe()
-    start = time.monotonic()
     try:
-        proc = _launch(job, code, tests, w)
+        os.chmod(fallback_dir, 0o777)
+        job = _job(timeout, mem_mb, nproc, disk_mb, fallback_dir)
+        r, w = os.pipe()
+        start = time.monotonic()
+        try:
+            proc = _launch(job, code, tests, w)
+        finally:
+            os.close(w)
+        try:
+            data, finished = _read_until(r, time.monotonic() + timeout + 1.0)
+        finally:
+            os.close(r)
+            _kill(proc)
     finally:
-        os.close(w)
-    try:
-        data, finished = _read_until(r, time.monotonic() + timeout + 1.0)
-    finally:
-        os.close(r)
-        _kill(proc)
         shutil.rmtree(fallback_dir, ignore_errors=True)
     # RLIMIT_CPU equals the time budget: a program the kernel killed for CPU time ran out of time, not crashed
     out_of_time = time.monotonic() - start >= 0.9 * job["cpu_s"]
-    return _parse(data.decode(errors="replace"), job["nonce"], len(tests), finished and not out_of_time)
+    return _parse(data.decode(errors="replace"), len(tests), finished and not out_of_time)
 
 
-def _parse(text: str, nonce: str, total: int, finished: bool) -> Result:
+def _parse(text: str, total: int, finished: bool) -> Result:
+    """The judge's lines: `I ISOLATION`, then `P k` / `F k` per test (only the judge holds this pipe)."""
     passed, seen, isolation = set(), set(), ""
     for line in text.splitlines():
         parts = line.split()
-        if len(parts) != 3 or parts[0] != nonce:
+        if len(parts) != 2:
             continue
-        if parts[1] == "I":
-            isolation = parts[2]
-        elif parts[1] in "PF" and parts[2].isdigit() and int(parts[2]) < total:
-            seen.add(int(parts[2]))
-            if parts[1] == "P":
-                passed.add(int(parts[2]))
+        if parts[0] == "I":
+            isolation = parts[1]
+        elif parts[0] in ("P", "F") and parts[1].isdigit() and int(parts[1]) < total:
+            seen.add(int(parts[1]))
+            if parts[0] == "P":
+                passed.add(int(parts[1]))
     status = "ok" if len(seen) == total else ("crashed" if finished else "timeout")
     return Result(len(passed), total, status, isolation)
 
 
-def run_many(jobs: list[tuple[str, list[str]]], workers: int | None = None, **limits) -> list[Result]:
+def run_many(jobs: list[tuple[str, list[str]]], workers: int | None = None, min_isolation: str | None = None,
+             **limits) -> list[Result]:
     """Run many (code, tests) programs through a pool of `workers` concurrent jails (default: the
     R1LAB_SANDBOX_WORKERS environment variable, else twice the CPU count: a jail spends part of its
-    life waiting on process start-up and namespace set-up, so 2x measured 1.6x the throughput of 1x)."""
+    life waiting on process start-up and namespace set-up, so 2x measured 1.6x the throughput of 1x).
+    With `min_isolation` (default: R1LAB_SANDBOX_MIN_ISOLATION), raise IsolationError if a jail reports less."""
     workers = workers or int(os.environ.get("R1LAB_SANDBOX_WORKERS", "0")) or 2 * (os.cpu_count() or 1)
+    minimum = min_isolation or os.environ.get("R1LAB_SANDBOX_MIN_ISOLATION") or None
     sandbox_python()  # resolve once, before the threads start
     with ThreadPoolExecutor(workers) as ex:
-        return list(ex.map(lambda j: run_program(j[0], j[1], **limits), jobs))
+        results = list(ex.map(lambda j: run_program(j[0], j[1], **limits), jobs))
+    for r in results:
+        if minimum and r.isolation:  # "" = the jail died before reporting (scored 0 anyway)
+            require_isolation(minimum, r.isolation)
+    return results
+
+
+def probe_isolation() -> str:
+    """The isolation a jail reaches on this machine, as this user (runs one empty program)."""
+    return run_program("", []).isolation or "unknown"
+
+
+def require_isolation(minimum: str, achieved: str | None = None) -> str:
+    """Raise IsolationError unless `achieved` (default: probe it now) is at least `minimum`, one of
+    ISOLATION_LEVELS; returns what was achieved."""
+    if minimum not in ISOLATION_LEVELS:
+        raise IsolationError(f"min_isolation {minimum!r}: expected one of {', '.join(ISOLATION_LEVELS)}")
+    got = achieved or probe_isolation()
+    if Result(0, 0, "ok", got).level < ISOLATION_LEVELS.index(minimum):
+        gaps = got.split(":", 1)[1].split(",") if ":" in got else []
+        why = ("; ".join(GAPS.get(g, g) for g in gaps) or
+               ("no namespaces could be created" if got == "rlimits" else "the jail did not start"))
+        raise IsolationError(f"the code sandbox reaches only {got!r} here, below min_isolation {minimum!r}: {why}")
+    return got

@@ -2,8 +2,11 @@
 
 import json
 import re
+import textwrap
 import time
 from pathlib import Path
+
+import pytest
 
 from rewards import get_reward
 from rewards.code import extract_code, split_tests
@@ -65,3 +68,85 @@ def test_fraction_and_none_for_rows_without_tests():
     out = frac([code, code], tests=["assert add(1, 2) == 3\nassert add(0, 5) == 5", None])
     assert out == [0.5, None]
     assert get_reward("code_tests")([code], tests=["assert add(1, 2) == 3\nassert add(0, 5) == 5"]) == [0.0]
+
+
+# Item 10 of issue 13: a wrong `add` (returns 42) dressed up to fake passing tests must score 0.
+FORGERIES = {
+    "patch_compile": """
+        import builtins
+        _compile = builtins.compile
+        builtins.compile = lambda src, name, mode, *a, **k: _compile("pass", name, mode)
+    """,
+    "patch_exec": """
+        import builtins
+        builtins.exec = lambda *a, **k: None
+    """,
+    "always_equal": """
+        class Anything:
+            def __eq__(self, other):
+                return True
+            __ne__ = lambda self, other: False
+            __bool__ = lambda self: True
+        def add(a, b):
+            return Anything()
+    """,
+    "int_with_eq": """
+        class Int(int):
+            def __eq__(self, other):
+                return True
+            __hash__ = int.__hash__
+        def add(a, b):
+            return Int(42)
+    """,
+    "nonce_from_frame": """
+        import os, sys
+        frame = sys._getframe()
+        while frame is not None:
+            f = frame.f_locals
+            if "nonce" in f and "out" in f:
+                for k in range(64):
+                    f["out"].write(f"{f['nonce']} P {k}\\n")
+                f["out"].flush()
+                os._exit(0)
+            frame = frame.f_back
+    """,
+    "rewrite_tests_through_frame": """
+        import sys
+        frame = sys._getframe()
+        while frame is not None:
+            for v in list(frame.f_locals.values()):
+                if isinstance(v, list) and v and all(isinstance(t, str) for t in v):
+                    v[:] = ["pass"] * len(v)
+            frame = frame.f_back
+    """,
+    "tests_from_memory": """
+        import gc, re
+        table = {}
+        for o in gc.get_objects():
+            for s in (o if isinstance(o, (list, tuple)) else [o]):
+                if isinstance(s, str):
+                    for a, b, want in re.findall(r"add\\((\\d+), (\\d+)\\) == (\\d+)", s):
+                        table[int(a), int(b)] = int(want)
+        def add(a, b):
+            return table.get((a, b), 42)
+    """,
+}
+
+
+@pytest.mark.parametrize("name", sorted(FORGERIES))
+def test_forged_verdicts_score_zero(name):
+    code = "def add(a, b):\n    return 42\n" + textwrap.dedent(FORGERIES[name])
+    tests = "assert add(1, 2) == 3\nassert add(2, 2) == 4\n"
+    honest = "def add(a, b):\n    return a + b\n" + textwrap.dedent(FORGERIES[name]).replace("def add", "def _unused")
+    assert get_reward("code_tests")([fenced(code)], tests=[tests]) == [0.0], name
+    assert get_reward("code_tests_fraction")([fenced(code)], tests=[tests]) == [0.0], name
+    assert get_reward("code_tests")([fenced(honest)], tests=[tests]) == [1.0], name  # the judge still judges
+
+
+def test_check_style_tests_see_only_plain_values():
+    """HumanEval's `check(candidate)`: the comparison runs outside the program's interpreter."""
+    code = fenced(textwrap.dedent(FORGERIES["always_equal"]))
+    test = "def check(candidate):\n    assert candidate(1, 2) == 3\n    assert candidate(0, 0) == 0\n"
+    assert get_reward("code_tests")([code], tests=[test], entry_point=["add"]) == [0.0]
+    good = fenced("def add(a, b):\n    return a + b\n")
+    assert get_reward("code_tests")([good], tests=[test], entry_point=["add"]) == [1.0]

@@ -77,6 +77,20 @@ class Params(StageParams):
     gradient_checkpointing: bool = False
     log_completions: bool = False
     report_to: list[str] = Field(default_factory=list)
+    min_isolation: Literal["rlimits", "partial", "namespaces"] | None = Field(
+        None, description="refuse to run unless the code sandbox reaches this isolation here (rewards/README.md)")
+
+    @field_validator("min_isolation")
+    @classmethod
+    def _sandbox_isolation(cls, v):
+        if v is not None:
+            from rewards.sandbox import IsolationError, require_isolation
+
+            try:
+                require_isolation(v)   # runs one empty jail and looks at what it got
+            except IsolationError as e:
+                raise ValueError(str(e)) from None
+        return v
 
     @field_validator("rewards", mode="before")
     @classmethod

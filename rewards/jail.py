@@ -1,0 +1,581 @@
+"""The inside of one sandbox jail. `sandbox.py` runs this file's source as `python -I -S -c SOURCE`; nothing
+here is imported by r1lab's own process (it only reads the text).
+
+Threat model: the program (the model's completion) is hostile and is optimised against the verdict. It may
+patch builtins, walk stack frames, read its own process memory with ctypes, return objects whose `__eq__`
+lies, kill processes or write to any descriptor it holds. So the program never shares an interpreter with
+anything that decides a verdict:
+
+    BOOT (outside the namespaces; waits)
+      `-- JUDGE: first process in the new namespaces; sets them up, checks them, forks PROGRAM, then drops
+          |      privileges and reads the tests. Never runs a line of the program's code.
+          `-- PROGRAM: drops privileges, runs the program's code, then answers JUDGE's requests
+                       ("call the global `f` with these arguments") with the result as plain data.
+
+JUDGE runs the tests. Every name the program defined is, in JUDGE, a `Remote` stand-in: calling it,
+reading an attribute, indexing or iterating it becomes a request to PROGRAM, and the answer comes back as
+JSON that JUDGE decodes into plain values (None, bool, int, float, complex, str, bytes, and tuples, lists,
+dicts, sets of those). `assert f(x) == y` then compares two genuine values in JUDGE. A value that is not
+plain data (an instance of the program's class, a generator) stays in PROGRAM as a handle; JUDGE can call
+it, read its attributes or iterate it, but it has no truth value, and equals only itself.
+
+Why the program cannot write the verdict:
+  - the verdict pipe to the parent, the tests and the test-running code exist only in JUDGE. PROGRAM is
+    forked before JUDGE reads the tests (they wait unread in the stdin pipe, whose descriptor PROGRAM
+    closes before the program starts), so not even PROGRAM's memory holds them;
+  - JUDGE runs under a different uid than PROGRAM (as root), is non-dumpable, and PROGRAM has no
+    capabilities, so PROGRAM cannot ptrace it, read `/proc/1/mem` or `/proc/1/fd/*`. JUDGE is the pid
+    namespace's init, so PROGRAM cannot even kill it (init ignores signals from inside its namespace);
+  - what PROGRAM says is data, parsed by `json` and checked tag by tag: no pickle, no eval, no objects of
+    the program's making. The worst a lying PROGRAM can do is answer with a value of its choice -- which is
+    exactly what an honest program does. To answer right it must compute the right value.
+What stays trusted in PROGRAM's hands: a test that calls a helper the program defines (HumanEval/32 checks
+`poly(coeffs, x)` with the `poly` from the prompt, which the completion may redefine) trusts that helper.
+
+Isolation is checked, not assumed: after setting up, JUDGE looks at what it got -- is it pid 1, does /proc
+show the BOOT process outside the namespace, are there network interfaces besides `lo`, is every other
+mount read-only -- and reports `namespaces+MODE` only if all hold, else `partial+MODE:what-failed`.
+"""
+
+import builtins
+import ctypes
+import importlib
+import json
+import os
+import resource
+import sys
+
+libc = ctypes.CDLL(None, use_errno=True)
+CLONE_NEWNS, CLONE_NEWUSER, CLONE_NEWNET = 0x00020000, 0x10000000, 0x40000000
+CLONE_NEWPID, CLONE_NEWIPC, CLONE_NEWUTS = 0x20000000, 0x08000000, 0x04000000
+PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_SET_NO_NEW_PRIVS = 1, 4, 38
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
+MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 32, 4096, 16384, 262144
+SCRATCH = ("/tmp", "/var/tmp", "/dev/shm")
+WRITABLE = {"/proc", "/dev", "/dev/pts", *SCRATCH}
+MAX_MESSAGE = 16 << 20
+DEPTH = 200
+
+
+# ----------------------------------------------------------------------------- framing
+
+def read_exact(fd, n):
+    """Exactly n bytes from fd (never more: what follows in the pipe stays unread), or b'' at EOF."""
+    out = b""
+    while len(out) < n:
+        chunk = os.read(fd, n - len(out))
+        if not chunk:
+            return b""
+        out += chunk
+    return out
+
+
+def read_frame(fd):
+    """One `LENGTH\\n` + payload frame (the parent's job and tests arrive so); b'' at EOF."""
+    digits = b""
+    while not digits.endswith(b"\n"):
+        c = os.read(fd, 1)
+        if not c or len(digits) > 12:
+            return b""
+        digits += c
+    n = int(digits)
+    return read_exact(fd, n) if n <= MAX_MESSAGE else b""
+
+
+def send(f, obj):
+    """One JSON message per line (json never writes a raw newline inside one)."""
+    f.write(json.dumps(obj, separators=(",", ":")).encode() + b"\n")
+    f.flush()
+
+
+def receive(f):
+    line = f.readline(MAX_MESSAGE + 1)
+    if not line.endswith(b"\n"):
+        raise EOFError("the program closed its channel or sent an oversized answer")
+    return json.loads(line)
+
+
+# ----------------------------------------------------------------------------- setting up the jail
+
+def unshare_namespaces():
+    """New mount, network, pid, IPC and UTS namespaces: 'uid' (as root), 'userns' (as a user), or None."""
+    flags = CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS
+    if os.geteuid() == 0:
+        return "uid" if libc.unshare(flags) == 0 else None
+    uid, gid = os.geteuid(), os.getegid()
+    if libc.unshare(flags | CLONE_NEWUSER) != 0:
+        return None
+    for name, value in (("setgroups", "deny"), ("uid_map", f"{uid} {uid} 1"), ("gid_map", f"{gid} {gid} 1")):
+        with open(f"/proc/self/{name}", "w") as f:
+            f.write(value)
+    return "userns"
+
+
+def mount(src, dst, fstype, flags, data=None):
+    enc = lambda s: s.encode() if s else None  # noqa: E731
+    return libc.mount(enc(src), enc(dst), enc(fstype), flags, enc(data))
+
+
+def set_up_filesystem(disk_mb):
+    """Private mounts, a fresh /proc, empty tmpfs scratch dirs, every other mount read-only."""
+    mount(None, "/", None, MS_REC | MS_PRIVATE)
+    mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    for d in SCRATCH:
+        if os.path.isdir(d):
+            mount("tmpfs", d, "tmpfs", MS_NOSUID | MS_NODEV, f"size={disk_mb}m,mode=1777")
+    for mp in mount_points():
+        if mp not in WRITABLE and not mp.startswith("/proc/"):
+            mount(None, mp, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV)
+
+
+def mount_points():
+    with open("/proc/self/mounts") as f:
+        return [(line.split() + ["", ""])[1] for line in f.read().splitlines()]
+
+
+def isolation_gaps(boot_pid):
+    """What the jail was meant to have and does not (after set-up, before any program code runs)."""
+    gaps = []
+    if os.getpid() != 1:
+        gaps.append("pid")
+    try:
+        own_proc = os.readlink("/proc/self") == str(os.getpid()) and not os.path.exists(f"/proc/{boot_pid}")
+    except OSError:
+        own_proc = False
+    if not own_proc:
+        gaps.append("proc")
+    try:
+        with open("/proc/self/net/dev") as f:
+            ifaces = {line.split(":")[0].strip() for line in f.read().splitlines()[2:]}
+        if ifaces - {"lo"}:
+            gaps.append("net")
+    except OSError:
+        gaps.append("net")
+    with open("/proc/self/mounts") as f:
+        for line in f.read().splitlines():
+            mp, opts = (line.split() + ["", "", ""])[1:4:2]
+            if mp not in WRITABLE and not mp.startswith("/proc/") and "ro" not in opts.split(","):
+                gaps.append("fs")
+                break
+    return gaps
+
+
+def describe_isolation(mode, gaps):
+    if mode is None:
+        return "rlimits"
+    return f"namespaces+{mode}" if not gaps else f"partial+{mode}:{','.join(gaps)}"
+
+
+def drop_privileges(uid, dumpable):
+    """To `uid` (as root), then no capabilities left in any namespace and no_new_privs; die with the
+    parent (set again: a uid change clears it). Unless `dumpable`, no process without CAP_SYS_PTRACE --
+    which PROGRAM lacks -- can ptrace this one or open its /proc files (mem, fd/*)."""
+    if os.geteuid() == 0:
+        os.setgroups([])
+        os.setgid(uid)
+        os.setuid(uid)
+    drop_capabilities()
+    libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
+    libc.prctl(PR_SET_PDEATHSIG, 9)
+    if not dumpable:
+        libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
+
+
+def drop_capabilities():
+    """In a user namespace the jail holds every capability there; clear them (capset to empty)."""
+    class Header(ctypes.Structure):
+        _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+    class Data(ctypes.Structure):
+        _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32),
+                    ("inheritable", ctypes.c_uint32)]
+
+    if libc.capset(ctypes.byref(Header(0x20080522, 0)), (Data * 2)()) != 0:
+        raise OSError(ctypes.get_errno(), "capset")
+
+
+def set_limits(job):
+    R = resource
+    for k, v in ((R.RLIMIT_CPU, job["cpu_s"]), (R.RLIMIT_AS, job["mem_mb"] << 20),
+                 (R.RLIMIT_FSIZE, job["disk_mb"] << 20), (R.RLIMIT_NOFILE, 64), (R.RLIMIT_CORE, 0),
+                 (R.RLIMIT_NPROC, job["nproc"])):
+        R.setrlimit(k, (v, v))
+
+
+def keep_only_fds(keep):
+    """stdin from /dev/null, every descriptor above 2 closed except `keep`."""
+    devnull = os.open("/dev/null", os.O_RDONLY)
+    os.dup2(devnull, 0)
+    last = 2
+    for fd in sorted(keep):
+        os.closerange(last + 1, fd)
+        last = fd
+    os.closerange(last + 1, 1 << 16)
+
+
+# ----------------------------------------------------------------------------- PROGRAM: runs the code
+
+class Handles:
+    """Objects of the program that are not plain data, kept in PROGRAM and named by number."""
+
+    def __init__(self):
+        self.objects, self.ids = [], {}
+
+    def add(self, obj):
+        if id(obj) not in self.ids:
+            self.ids[id(obj)] = len(self.objects)
+            self.objects.append(obj)
+        return self.ids[id(obj)]
+
+
+def encode(v, handles, depth=0):
+    """A value as JSON-able tagged plain data (PROGRAM's side: a courtesy, the judge trusts none of it)."""
+    if depth > DEPTH:
+        raise ValueError("value nested too deeply")
+    enc = lambda x: encode(x, handles, depth + 1)  # noqa: E731
+    if v is None or isinstance(v, bool):
+        return v if v is None else bool(v)
+    if isinstance(v, int):
+        return int(v)
+    if isinstance(v, float):
+        return float(v)
+    if isinstance(v, str):
+        return str(v)
+    if isinstance(v, (bytes, bytearray)):
+        return {"b": bytes(v).hex()}
+    if isinstance(v, complex):
+        return {"c": [v.real, v.imag]}
+    if isinstance(v, tuple):
+        return {"t": [enc(x) for x in v]}
+    if isinstance(v, list):
+        return [enc(x) for x in v]
+    if isinstance(v, dict):
+        return {"d": [[enc(k), enc(x)] for k, x in v.items()]}
+    if isinstance(v, (set, frozenset)):
+        return {"s" if isinstance(v, set) else "f": [enc(x) for x in v]}
+    return {"h": handles.add(v)}
+
+
+def encode_or_handle(v, handles, limit=1 << 20):
+    """`encode`, falling back to a handle for values too deep or too big to send whole."""
+    try:
+        out = encode(v, handles)
+        if len(json.dumps(out)) <= limit:
+            return out
+    except (ValueError, RecursionError, TypeError):
+        pass
+    return {"h": handles.add(v)}
+
+
+def encode_global(v, handles):
+    """A global of the program; a module goes by name too, so JUDGE can use its own copy of it."""
+    if type(v).__name__ == "module":
+        return {"h": handles.add(v), "m": str(v.__name__)}
+    return encode_or_handle(v, handles)
+
+
+def decode_arg(x, handles):
+    """JUDGE's arguments back into values (JUDGE only sends plain data and handles)."""
+    dec = lambda y: decode_arg(y, handles)  # noqa: E731
+    if isinstance(x, list):
+        return [dec(y) for y in x]
+    if not isinstance(x, dict):
+        return x
+    (tag, body), = x.items()
+    if tag == "h":
+        return handles.objects[body]
+    return {"t": lambda: tuple(map(dec, body)), "s": lambda: set(map(dec, body)),
+            "f": lambda: frozenset(map(dec, body)), "b": lambda: bytes.fromhex(body),
+            "c": lambda: complex(*body), "d": lambda: {dec(k): dec(v) for k, v in body}}[tag]()
+
+
+def answer(req, handles):
+    """Carry out one request of JUDGE on the program's objects."""
+    target = handles.objects[req["h"]]
+    op = req["op"]
+    if op == "call":
+        args = decode_arg(req["a"], handles)
+        return target(*args, **{str(k): decode_arg(v, handles) for k, v in req["k"]})
+    if op == "get":
+        return getattr(target, req["n"])
+    if op == "set":
+        return setattr(target, req["n"], decode_arg(req["v"], handles))
+    if op == "item":
+        return target[decode_arg(req["v"], handles)]
+    if op == "has":
+        return decode_arg(req["v"], handles) in target
+    if op == "iter":
+        return iter(target)
+    if op == "next":
+        return next(target)
+    if op == "len":
+        return len(target)
+    raise ValueError(op)
+
+
+def run_program(code, requests, answers):
+    """PROGRAM's life: run the code, send its globals, then answer JUDGE until JUDGE hangs up."""
+    handles = Handles()
+    g = {"__name__": "__main__", "__builtins__": builtins}
+    try:
+        exec(compile(code, "<completion>", "exec"), g)
+        reply = {"g": {k: encode_global(v, handles) for k, v in g.items() if not k.startswith("__")}}
+    except BaseException as e:  # noqa: BLE001
+        reply = {"x": type(e).__name__}
+    send(answers, reply)
+    while True:
+        try:
+            req = receive(requests)
+        except (EOFError, ValueError):
+            os._exit(0)
+        try:
+            reply = {"v": encode_or_handle(answer(req, handles), handles)}
+        except BaseException as e:  # noqa: BLE001
+            reply = {"x": type(e).__name__}
+        send(answers, reply)
+
+
+# ----------------------------------------------------------------------------- JUDGE: runs the tests
+
+class ProgramError(Exception):
+    """The program raised something that is not a built-in exception, or answered nonsense."""
+
+
+class ProgramGone(BaseException):
+    """PROGRAM died (killed at its CPU limit, crashed, `os._exit`): JUDGE stops and reports no more verdicts,
+    so the parent counts the run as timed out or crashed, as when a program dies anywhere."""
+
+
+class Remote:
+    """JUDGE's stand-in for an object that lives in PROGRAM. No `__eq__` (identity only) and no truth value:
+    those would let the program decide a comparison."""
+
+    __slots__ = ("_h",)
+
+    def __init__(self, h):
+        object.__setattr__(self, "_h", h)
+
+    def __call__(self, *args, **kwargs):
+        return ask({"op": "call", "a": [plain(a) for a in args], "k": [[k, plain(v)] for k, v in kwargs.items()]},
+                   self)
+
+    def __getattr__(self, name):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return ask({"op": "get", "n": name}, self)
+
+    def __setattr__(self, name, value):
+        ask({"op": "set", "n": name, "v": plain(value)}, self)
+
+    def __getitem__(self, key):
+        return ask({"op": "item", "v": plain(key)}, self)
+
+    def __contains__(self, x):
+        return ask({"op": "has", "v": plain(x)}, self) is True
+
+    def __iter__(self):
+        return ask({"op": "iter"}, self)
+
+    def __next__(self):
+        return ask({"op": "next"}, self)
+
+    def __len__(self):
+        return ask({"op": "len"}, self)
+
+    def __bool__(self):
+        raise TypeError("an object of the program has no truth value here")
+
+    def __repr__(self):
+        return f"<program object #{self._h}>"
+
+
+CHANNEL = {}
+
+
+def ask(req, target):
+    """Send one request to PROGRAM and decode its answer (or raise the exception it names)."""
+    req["h"] = target._h
+    try:
+        send(CHANNEL["requests"], req)
+    except OSError:
+        CHANNEL["gone"] = True
+        raise ProgramGone from None
+    reply = receive_answer()
+    if "x" in reply:
+        raise exception_named(reply["x"])
+    return decode(reply["v"])
+
+
+def receive_answer():
+    try:
+        return receive(CHANNEL["answers"])
+    except (EOFError, OSError):
+        CHANNEL["gone"] = True
+        raise ProgramGone from None
+
+
+def exception_named(name):
+    cls = getattr(builtins, str(name), None)
+    if isinstance(cls, type) and issubclass(cls, Exception):
+        return cls()
+    return ProgramError(str(name)[:100])
+
+
+def plain(v, depth=0):
+    """An argument for PROGRAM: plain data and handles only (JUDGE never hands PROGRAM its own objects)."""
+    if depth > DEPTH:
+        raise ValueError("argument nested too deeply")
+    p = lambda x: plain(x, depth + 1)  # noqa: E731
+    t = type(v)
+    if v is None or t in (bool, int, float, str):
+        return v
+    if t is Remote:
+        return {"h": v._h}
+    if t in (bytes, bytearray):
+        return {"b": bytes(v).hex()}
+    if t is complex:
+        return {"c": [v.real, v.imag]}
+    if t is list:
+        return [p(x) for x in v]
+    if isinstance(v, tuple):
+        return {"t": [p(x) for x in v]}
+    if isinstance(v, dict):
+        return {"d": [[p(k), p(x)] for k, x in v.items()]}
+    if isinstance(v, (set, frozenset)):
+        return {"s" if isinstance(v, set) else "f": [p(x) for x in v]}
+    if isinstance(v, int):
+        return int(v)
+    if isinstance(v, str):
+        return str(v)
+    raise TypeError(f"cannot pass a {t.__name__} to the program")
+
+
+REMOTES = {}
+NO_IMPORT = {"antigravity", "this", "idlelib", "tkinter", "turtle", "turtledemo"}
+
+
+def decode(x, depth=0):
+    """PROGRAM's answer (parsed by json) into genuine plain values and Remotes. The trust boundary: every
+    container is rebuilt from its parts, every tag checked; anything else raises."""
+    if depth > DEPTH:
+        raise ProgramError("answer nested too deeply")
+    dec = lambda y: decode(y, depth + 1)  # noqa: E731
+    if x is None or type(x) in (bool, int, float, str):
+        return x
+    if type(x) is list:
+        return [dec(y) for y in x]
+    if type(x) is not dict or not x:
+        raise ProgramError("malformed answer")
+    if len(x) != 1:
+        raise ProgramError("malformed answer")
+    (tag, body), = x.items()
+    if tag == "h":
+        return remote(body)
+    if tag == "b" and type(body) is str:
+        return bytes.fromhex(body)
+    if tag == "c" and type(body) is list and len(body) == 2 and all(type(a) in (int, float) for a in body):
+        return complex(*body)
+    if type(body) is not list:
+        raise ProgramError("malformed answer")
+    if tag == "t":
+        return tuple(dec(y) for y in body)
+    if tag == "s":
+        return {dec(y) for y in body}
+    if tag == "f":
+        return frozenset(dec(y) for y in body)
+    if tag == "d" and all(type(kv) is list and len(kv) == 2 for kv in body):
+        return {dec(k): dec(v) for k, v in body}
+    raise ProgramError("malformed answer")
+
+
+def remote(h):
+    if type(h) is not int or h < 0:
+        raise ProgramError("malformed handle")
+    return REMOTES.setdefault(h, Remote(h))
+
+
+def decode_global(x):
+    """A global of the program. A module it imported (`import math`: tests lean on the prompt's imports) is
+    imported again here, from the standard library, rather than trusted; everything else as `decode`.
+    (Only globals: a module object as a call's answer would give the program a value with a truth value.)"""
+    if type(x) is dict and set(x) == {"h", "m"} and type(x["m"]) is str:
+        top = x["m"].split(".")[0]
+        if top in getattr(sys, "stdlib_module_names", ()) and top not in NO_IMPORT:
+            try:
+                return importlib.import_module(x["m"])
+            except Exception:  # noqa: BLE001
+                pass
+        return remote(x["h"])
+    return decode(x)
+
+
+def run_tests(tests, isolation, verdicts):
+    """JUDGE's life after set-up: report the isolation, read PROGRAM's globals, run each test, say P/F."""
+    verdicts.write(f"I {isolation}\n")
+    verdicts.flush()
+    g = {"__name__": "__main__", "__builtins__": builtins}
+    try:
+        first = receive_answer()
+        g.update({str(k): decode_global(v) for k, v in first["g"].items()})
+        ok = True
+    except ProgramGone:
+        return
+    except Exception:  # noqa: BLE001  (the code raised, or PROGRAM lied about its globals)
+        ok = False
+    for k, t in enumerate(tests):
+        passed = False
+        if ok:
+            try:
+                exec(compile(t, f"<test {k}>", "exec"), g)
+                passed = True
+            except BaseException:  # noqa: BLE001
+                pass
+        if CHANNEL.get("gone"):
+            return
+        verdicts.write(f"{'P' if passed else 'F'} {k}\n")
+        verdicts.flush()
+
+
+# ----------------------------------------------------------------------------- the three processes
+
+def main():
+    job = json.loads(read_frame(0))
+    verdict_fd, boot_pid = job["fd"], os.getpid()
+    mode = unshare_namespaces()
+    if os.fork():
+        os.close(verdict_fd)
+        os.wait()
+        os._exit(0)
+    libc.prctl(PR_SET_PDEATHSIG, 9)  # JUDGE dies with BOOT
+    gaps = []
+    if mode:
+        set_up_filesystem(job["disk_mb"])
+        gaps = isolation_gaps(boot_pid)
+    os.chdir("/tmp" if mode else job["fallback_dir"])
+    requests_r, requests_w = os.pipe()
+    answers_r, answers_w = os.pipe()
+    if os.fork() == 0:
+        code = job.pop("code")
+        keep_only_fds({requests_r, answers_w})
+        drop_privileges(job["uid"], dumpable=True)
+        if hasattr(sys, "set_int_max_str_digits"):
+            sys.set_int_max_str_digits(0)
+        set_limits(job)
+        run_program(code, os.fdopen(requests_r, "rb"), os.fdopen(answers_w, "wb"))
+        os._exit(0)
+    job.pop("code")
+    os.close(requests_r)
+    os.close(answers_w)
+    drop_privileges(job["uid"] + 1, dumpable=False)
+    set_limits(job)
+    if hasattr(sys, "set_int_max_str_digits"):
+        sys.set_int_max_str_digits(100_000)
+    tests = json.loads(read_frame(0) or b"[]")
+    keep_only_fds({verdict_fd, requests_w, answers_r})
+    CHANNEL.update(requests=os.fdopen(requests_w, "wb"), answers=os.fdopen(answers_r, "rb"))
+    run_tests(tests, describe_isolation(mode, gaps), os.fdopen(verdict_fd, "w"))
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    main()
