@@ -43,6 +43,11 @@ class DeepSeekCausalLMOutput(ModelOutput):
     aux_loss: torch.Tensor | None = None       # sequence-wise balance loss (training only)
     cache: object | None = None                # the LatentCache, when one was passed in
     hidden_states: tuple | None = None
+    attentions: tuple | None = None
+
+    @property
+    def past_key_values(self):                 # the pre-5.24 name, read by older TRL/transformers code
+        return self.cache
 
 
 @dataclass
@@ -50,6 +55,12 @@ class DeepSeekModelOutput(ModelOutput):
     last_hidden_state: torch.Tensor | None = None   # final-normed hidden states [B, S, D]
     rope_and_mask: tuple | None = None              # (cos, sin, mask), reused by the MTP heads
     cache: object | None = None
+    hidden_states: tuple | None = None              # never filled; present because TRL's chunked-CE SFT reads them
+    attentions: tuple | None = None
+
+    @property
+    def past_key_values(self):
+        return self.cache
 
 
 class DeepSeekPreTrainedModel(PreTrainedModel):

@@ -68,7 +68,8 @@ def _trainer(tmp_path, student, tok, kd=None):
     if kd is not None:
         cls = kd.trainer_class(cls)
     args = SFTConfig(output_dir=str(tmp_path), report_to="none", use_cpu=True, max_length=64,
-                     completion_only_loss=True, per_device_train_batch_size=3, disable_tqdm=True)
+                     completion_only_loss=True, per_device_train_batch_size=3, disable_tqdm=True,
+                     loss_type="nll")   # as the sft stage sets it
     tr = cls(model=student, args=args, train_dataset=datasets.Dataset.from_list(rows), processing_class=tok)
     batch = tr.data_collator([tr.train_dataset[i] for i in range(3)])
     return tr, batch

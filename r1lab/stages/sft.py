@@ -122,6 +122,7 @@ def run(ctx: StageContext, kd=None) -> dict:
         logging_steps=p.logging_steps, logging_first_step=True, report_to=p.report_to or "none",
         seed=seed, data_seed=seed, bf16=bf16, fp16=False, use_cpu=not cuda,
         gradient_checkpointing=p.gradient_checkpointing, dataloader_num_workers=0, disable_tqdm=True,
+        loss_type="nll",   # the plain loss on every TRL we admit (older ones default to chunked_nll: no logits for KD)
     )
     trainer_class = _trainer_class(model)
     if kd is not None:
