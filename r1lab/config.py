@@ -31,7 +31,20 @@ import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from r1lab.stages import StageKindError, get_stage_module
-from r1lab.stages.base import StageParams
+from r1lab.stages.base import StageParams, check_number
+
+MAX_TASK_ROWS = 1_000_000       # a task source generates its rows in memory (validate does too): bound it
+
+
+class _Sane(BaseModel):
+    """Numbers are finite, a bool is not a number, counts are bounded (as in StageParams)."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _sane_numbers(cls, v, info: ValidationInfo):
+        return check_number(v, cls.model_fields[info.field_name].annotation, info.field_name)
 
 FALLBACK_PRESETS = ("nano", "tiny", "student", "small")
 RESERVED_STAGE_KEYS = ("name", "kind", "from", "description")
@@ -81,17 +94,18 @@ def check_reward(spec: str) -> str:
 RewardSpec = Annotated[str, AfterValidator(check_reward)]
 
 
-class DataSpec(BaseModel):
+class DataSpec(_Sane):
     """One data source. Strings work too: 'task:arithmetic', 'stage:rs', or a path."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     task: str | None = None
     path: str | None = None
     stage: str | None = None
     file: str | None = Field(None, description="with stage: one file of its data/ (default: all *.jsonl)")
     split: Literal["train", "test"] = "train"
-    n: int | None = Field(None, ge=1, description="rows (task default 1000; path/stage: first n)")
+    n: int | None = Field(None, ge=1, le=100_000_000, description="rows (task default 1000, at most "
+                          f"{MAX_TASK_ROWS}; path/stage: first n)")
     difficulty: int | list[int] | None = None
     seed: int | None = None
     weight: float = Field(1.0, gt=0)
@@ -123,6 +137,9 @@ class DataSpec(BaseModel):
 
             if self.task not in TASKS:
                 raise ValueError(f"unknown task {self.task!r}; expected one of: {', '.join(TASKS)}")
+            if self.n is not None and self.n > MAX_TASK_ROWS:
+                raise ValueError(f"n: a task source makes at most {MAX_TASK_ROWS} rows (they are generated in "
+                                 f"memory), got {self.n}")
             if self.n is not None:   # a task has a finite space of distinct problems per level: say so at load time
                 from r1lab.tasks import task_rows
 
@@ -144,12 +161,12 @@ class DataSpec(BaseModel):
         return f"path:{self.path}" if self.path else f"stage:{self.stage}"
 
 
-class TokenizerSpec(BaseModel):
+class TokenizerSpec(_Sane):
     """Train a byte-level BPE (base_model.tokenizer.train_tokenizer) on the synthetic corpus + task texts."""
 
-    model_config = ConfigDict(extra="forbid")
-    vocab_size: int = Field(4096, ge=300)
-    docs: int = Field(2000, ge=10, description="documents of base_model.corpus.synthetic_corpus to train on")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    vocab_size: int = Field(4096, ge=300, le=1 << 20)
+    docs: int = Field(2000, ge=10, le=10_000_000, description="documents of base_model.corpus.synthetic_corpus to train on")
     seed: int | None = None
 
 
@@ -180,8 +197,8 @@ class Stage(BaseModel):
                 "params": self.params.model_dump(mode="json") if isinstance(self.params, BaseModel) else self.params}
 
 
-class PipelineConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+class PipelineConfig(_Sane):
+    model_config = ConfigDict(extra="forbid", protected_namespaces=(), allow_inf_nan=False)
 
     name: str = Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
     description: str = ""

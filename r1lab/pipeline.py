@@ -27,7 +27,8 @@ from pydantic import BaseModel
 
 from r1lab.config import DataSpec, PipelineConfig, TokenizerSpec, _stage_refs, known_presets
 from r1lab.stages import get_stage_module
-from r1lab.stages.base import StageContext, atomic_dir, atomic_write_json, atomic_write_text, read_jsonl
+from r1lab.stages.base import (StageContext, StageFailure, TrainingDiverged, atomic_dir, atomic_write_json,
+                               atomic_write_text, nonfinite_tensors, read_jsonl)
 
 DONE, ATTEMPT = "done.json", "attempt.json"
 
@@ -400,8 +401,18 @@ def run_pipeline(cfg: PipelineConfig, from_stage: str | None = None, only: str |
         t0 = time.time()
         try:
             metrics = mod.run(ctx) or {}
+            _check_model_dir(s.name, d / "model")
+        except TrainingDiverged as e:
+            ctx.drop_nonfinite_checkpoints()
+            left = ctx.checkpoints()
+            where = (f"the last finite checkpoint, {left[0][1].name}, is the resume point" if left
+                     else "no finite checkpoint was saved; a rerun starts the stage over")
+            raise PipelineError(f"stage {s.name} failed: {e} ({where}; lower lr or check the data before rerunning)") from None
+        except StageFailure as e:
+            raise PipelineError(f"stage {s.name} failed: {e}") from None
         except Exception as e:
-            console.print(f"[red]✗ {s.name} failed: {type(e).__name__}: {e}[/]\n  (rerun to resume from its last checkpoint)")
+            console.print(f"✗ {s.name} failed: {type(e).__name__}: {e}\n  (rerun to resume from its last checkpoint)",
+                          style="red", markup=False, highlight=False)
             raise
         secs = time.time() - t0
         plots = make_plots(ctx.metrics_path, ctx.plots_dir)
@@ -422,6 +433,22 @@ def run_pipeline(cfg: PipelineConfig, from_stage: str | None = None, only: str |
         if all(r["action"] == "skipped" for r in results):
             console.print(f"[bold green]Every stage is done[/] ({len(results)} stages); nothing to run.")
     return results
+
+
+def _check_model_dir(stage: str, model_dir: Path) -> None:
+    """A stage that wrote model/ is done only if model/ holds weights and they are finite."""
+    if not model_dir.exists():
+        return
+    weights = sorted(model_dir.glob("*.safetensors")) + sorted(model_dir.glob("*.bin"))
+    if not weights:
+        raise StageFailure(f"{model_dir} holds no weights (*.safetensors / *.bin); not marking the stage done")
+    if any(w.suffix == ".safetensors" for w in weights):
+        try:
+            bad = nonfinite_tensors(model_dir)
+        except Exception as e:  # noqa: BLE001
+            raise StageFailure(f"{model_dir}: weights unreadable ({type(e).__name__}: {e})") from None
+        if bad:
+            raise TrainingDiverged(stage, -1, f"the saved model has non-finite weights ({', '.join(bad)})")
 
 
 def _quiet_libraries() -> None:

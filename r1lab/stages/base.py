@@ -27,15 +27,85 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator
 
 COMPLETE_MARKER = ".complete"  # a checkpoint dir is trusted only once this file exists
+MAX_INT = 2**31 - 1                                   # no count in a stage is sanely above this
+MAX_BATCH = 1 << 16                                   # per-device batch-like counts above this are typos
+BATCH_LIKE = re.compile(r"(^|_)(batch_size|grad_accum|num_generations|prompts_per_step|gradient_accumulation_steps)$")
 
 
 class StageParams(BaseModel):
-    """Base of every stage kind's `Params`: unknown keys are errors, so typos fail validation."""
+    """Base of every stage kind's `Params`: unknown keys are errors, so typos fail validation; numbers must be
+    finite (no .inf / .nan), a bool is not a number (`max_steps: true`), and counts have sane upper bounds."""
 
-    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+    model_config = ConfigDict(extra="forbid", protected_namespaces=(), allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _sane_numbers(cls, v, info: ValidationInfo):
+        return check_number(v, cls.model_fields[info.field_name].annotation, info.field_name)
+
+
+def _ann_types(ann) -> set:
+    import typing
+
+    args = typing.get_args(ann)
+    if not args:
+        return {ann}
+    out = set()
+    for a in args:
+        out |= _ann_types(a)
+    return out
+
+
+def check_number(v, annotation, name: str = ""):
+    """Reject a bool where a number is expected, and absurdly large counts (a before-validator helper)."""
+    types = _ann_types(annotation)
+    numeric = bool(types & {int, float}) and bool not in types
+    if not numeric:
+        return v
+    if isinstance(v, bool):
+        raise ValueError(f"expected a number, got {str(v).lower()}")
+    if int in types and float not in types and isinstance(v, (int, float)) and v == v and abs(v) != float("inf"):
+        cap = MAX_BATCH if BATCH_LIKE.search(name or "") else MAX_INT
+        if abs(v) > cap:
+            raise ValueError(f"expected at most {cap}, got {v:g}" if isinstance(v, float) else f"expected at most {cap}, got {v}")
+    return v
+
+
+# ----------------------------------------------------------------------------- failures a stage reports in one line
+
+class StageFailure(RuntimeError):
+    """A stage cannot go on for a reason the user can act on (bad data, divergence): the pipeline reports
+    str(e) in one line naming the stage, without a traceback."""
+
+
+class TrainingDiverged(StageFailure):
+    """A non-finite loss, gradient or weight: the stage stops before anything non-finite is saved."""
+
+    def __init__(self, stage: str, step: int, what: str):
+        self.stage, self.step, self.what = stage, step, what
+        super().__init__(f"training diverged at step {step}: {what}" if step >= 0 else f"training diverged: {what}")
+
+
+def nonfinite_tensors(path: str | Path, limit: int = 3) -> list[str]:
+    """Names of floating tensors holding NaN or inf in a .safetensors file, or in every *.safetensors of a dir."""
+    import torch
+    from safetensors import safe_open
+
+    p = Path(path)
+    files = [p] if p.is_file() else sorted(p.glob("*.safetensors"))
+    bad = []
+    for f in files:
+        with safe_open(str(f), framework="pt") as fh:
+            for k in fh.keys():
+                t = fh.get_tensor(k)
+                if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+                    bad.append(k)
+                    if len(bad) >= limit:
+                        return bad
+    return bad
 
 
 # ----------------------------------------------------------------------------- atomic file helpers
@@ -271,6 +341,32 @@ class StageContext:
             if int(m.group(1)) > best_step:
                 best, best_step = str(d), int(m.group(1))
         return best
+
+    def checkpoints(self) -> list[tuple[int, Path]]:
+        """(step, dir) of every checkpoint dir, newest first: TRL's checkpoint-N and base_model.pretrain's step_N."""
+        if not self.checkpoint_dir.is_dir():
+            return []
+        out = []
+        for d in self.checkpoint_dir.iterdir():
+            m = re.fullmatch(r"(?:checkpoint-|step_)(\d+)", d.name)
+            if m and d.is_dir():
+                out.append((int(m.group(1)), d))
+        return sorted(out, reverse=True)
+
+    def drop_nonfinite_checkpoints(self) -> list[Path]:
+        """After a divergence: delete the newest checkpoints whose weights hold NaN/inf (ours, in our stage dir),
+        so the newest left is the last finite one and a rerun resumes there. Returns what it deleted."""
+        dropped = []
+        for _, d in self.checkpoints():
+            try:
+                bad = nonfinite_tensors(d)
+            except Exception:  # noqa: BLE001  (unreadable: leave it to the resume-time checks)
+                break
+            if not bad:
+                break
+            shutil.rmtree(d, ignore_errors=True)
+            dropped.append(d)
+        return dropped
 
     @staticmethod
     def mark_checkpoint_complete(checkpoint: str | Path) -> None:

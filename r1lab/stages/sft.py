@@ -119,7 +119,8 @@ def run(ctx: StageContext, kd=None) -> dict:
         per_device_train_batch_size=p.batch_size, gradient_accumulation_steps=p.grad_accum,
         max_length=p.max_length, packing=p.packing, completion_only_loss=p.completion_only,
         save_strategy="steps", save_steps=p.save_steps, save_total_limit=2,
-        logging_steps=p.logging_steps, logging_first_step=True, report_to=p.report_to or "none",
+        logging_steps=p.logging_steps, logging_first_step=True, logging_nan_inf_filter=False,
+        report_to=p.report_to or "none",
         seed=seed, data_seed=seed, bf16=bf16, fp16=False, use_cpu=not cuda,
         gradient_checkpointing=p.gradient_checkpointing, dataloader_num_workers=0, disable_tqdm=True,
     )

@@ -1,0 +1,79 @@
+"""Trusting the runner (issue 13, items 1-8): divergence stops a stage, one runner per output dir, read commands
+change nothing, r1lab deletes only what it wrote, corruption is caught, no extra step on resume, bad input fails in
+one line, no multi-process runs."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+
+from pipeline_helpers import tiny_model, tiny_tok  # noqa: F401  (fixtures)
+from r1lab.cli import main
+from r1lab.config import ConfigError, load_pipeline
+
+torch.set_num_threads(1)
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _sft(name="a", **kw):
+    st = {"name": name, "kind": "sft", "lr": 1e-3, "max_steps": 2, "batch_size": 4, "save_steps": 1,
+          "data": [{"task": "arithmetic", "n": 16, "difficulty": 1}]}
+    st.update(kw)
+    return st
+
+
+def _write(tmp_path: Path, model, stages, out=None, name="p.yaml") -> Path:
+    cfg = {"name": "t", "seed": 0, "output_dir": str(out or tmp_path / "out"), "model": str(model), "stages": stages}
+    p = tmp_path / name
+    p.write_text(yaml.safe_dump(cfg))
+    return p
+
+
+def _one_line_error(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0, err
+    return err
+
+
+# ----------------------------------------------------------------------------- 1. divergence
+
+@pytest.mark.parametrize("override, frag", [
+    ("stages.a.lr=.inf", "finite"),
+    ("stages.a.lr=.nan", "finite"),
+    ("stages.a.max_steps=true", "expected a number"),
+    ("stages.a.batch_size=1.0e+12", "at most"),
+    ("stages.a.batch_size=1000000000000", "at most"),
+    ("seed=.inf", "seed"),
+])
+def test_validation_rejects_non_finite_and_absurd_numbers(tmp_path, tiny_model, override, frag):
+    p = _write(tmp_path, tiny_model, [_sft()])
+    with pytest.raises(ConfigError) as ei:
+        load_pipeline(p, [override])
+    msg = str(ei.value)
+    assert "\n" not in msg and frag in msg, msg
+
+
+def test_nan_training_fails_the_stage_and_keeps_the_last_finite_checkpoint(tmp_path, tiny_model, capsys):
+    p = _write(tmp_path, tiny_model, [_sft(lr=1000.0, max_steps=12, save_steps=1, lr_scheduler="constant")])
+    rc = main(["run", str(p)])
+    err = _one_line_error(capsys)
+    assert rc != 0
+    assert "stage a" in err and "diverged at step" in err, err
+    d = tmp_path / "out" / "a"
+    assert not (d / "done.json").exists()
+    assert not (d / "model").exists()
+    ckpts = sorted(d.glob("checkpoints/checkpoint-*"))
+    for ck in ckpts:   # every checkpoint left is finite; the newest is named as the resume point
+        sd = load_file(str(ck / "model.safetensors"))
+        assert all(torch.isfinite(t).all() for t in sd.values()), ck
+    if ckpts:
+        newest = max(ckpts, key=lambda c: int(c.name.split("-")[1]))
+        assert newest.name in err
