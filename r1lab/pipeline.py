@@ -19,6 +19,7 @@ import json
 import os
 import shutil
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -306,6 +307,43 @@ def run_report(cfg: PipelineConfig, out: Path, results: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+# ----------------------------------------------------------------------------- run lock
+
+LOCK_FILE = ".r1lab-lock"
+
+
+@contextmanager
+def run_lock(out: Path):
+    """One runner per output dir: an exclusive flock on OUTPUT_DIR/.r1lab-lock, held for the whole run. The
+    kernel drops it when the holder dies (kill -9 included), so a lock left by a dead run is simply taken over;
+    the file itself only says who holds it (pid, host, since), for the message a second runner prints."""
+    import fcntl
+    import socket
+
+    path = Path(out) / LOCK_FILE
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        try:
+            holder = json.loads(os.pread(fd, 4096, 0).decode() or "{}")
+        except (ValueError, OSError):
+            holder = {}
+        os.close(fd)
+        since = holder.get("since")
+        when = time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(since)) if isinstance(since, (int, float)) else "?"
+        raise PipelineError(f"{out}: another r1lab run holds this output dir (pid {holder.get('pid', '?')} on host "
+                            f"{holder.get('host', '?')} since {when}); wait for it to end or stop it, then rerun") from None
+    try:
+        info = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()}).encode()
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, info, 0)
+        os.fsync(fd)
+        yield path
+    finally:
+        os.close(fd)     # releases the flock; the file stays (unlinking it would race a runner that just opened it)
+
+
 # ----------------------------------------------------------------------------- run
 
 def _console(console=None):
@@ -327,6 +365,11 @@ def run_pipeline(cfg: PipelineConfig, from_stage: str | None = None, only: str |
             raise PipelineError(f"{flag} {v}: no such stage; stages: {', '.join(names)}")
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
+    with run_lock(out):
+        return _run_locked(cfg, out, from_stage, only, console, names)
+
+
+def _run_locked(cfg: PipelineConfig, out: Path, from_stage, only, console, names) -> list[dict]:
     import yaml
 
     atomic_write_text(out / "pipeline.resolved.yaml", yaml.safe_dump(cfg.resolved(), sort_keys=False))

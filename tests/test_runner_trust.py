@@ -77,3 +77,64 @@ def test_nan_training_fails_the_stage_and_keeps_the_last_finite_checkpoint(tmp_p
     if ckpts:
         newest = max(ckpts, key=lambda c: int(c.name.split("-")[1]))
         assert newest.name in err
+
+
+# ----------------------------------------------------------------------------- 2. one runner per output dir
+
+@pytest.fixture
+def noop_kind():
+    """A plugin stage kind that writes one data file: a pipeline that runs in a blink."""
+    import types
+
+    from r1lab.stages import STAGE_KINDS, register_stage_kind
+    from r1lab.stages.base import StageParams
+
+    mod = types.ModuleType("r1lab_test_noop")
+
+    class Params(StageParams):
+        rows: int = 2
+
+    def run(ctx):
+        ctx.write_jsonl("rows", [{"prompt": f"p{i}", "completion": f"c{i}"} for i in range(ctx.params.rows)])
+        return {"rows": ctx.params.rows}
+
+    mod.Params, mod.run = Params, run
+    register_stage_kind("noop", mod)
+    yield "noop"
+    STAGE_KINDS.pop("noop", None)
+
+
+def _noop_pipeline(tmp_path, tiny_model, out=None, stages=("w",)) -> Path:
+    return _write(tmp_path, tiny_model, [{"name": n, "kind": "noop"} for n in stages], out=out)
+
+
+HOLDER = textwrap.dedent("""
+    import sys, time
+    from pathlib import Path
+    from r1lab.pipeline import run_lock
+    Path(sys.argv[1]).mkdir(parents=True, exist_ok=True)
+    with run_lock(Path(sys.argv[1])):
+        print("holding", flush=True)
+        time.sleep(120)
+""")
+
+
+def test_second_runner_is_refused_and_a_dead_holders_lock_is_taken_over(tmp_path, tiny_model, noop_kind, capsys):
+    import socket
+
+    p = _noop_pipeline(tmp_path, tiny_model)
+    out = tmp_path / "out"
+    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(out)], stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        assert holder.stdout.readline().strip() == "holding"
+        rc = main(["run", str(p)])
+        err = _one_line_error(capsys)
+        assert rc != 0
+        assert f"pid {holder.pid}" in err and socket.gethostname() in err and "since" in err, err
+        assert not (out / "w" / "done.json").exists()
+    finally:
+        holder.kill()       # SIGKILL: the holder dies without any cleanup
+        holder.wait()
+    assert main(["run", str(p)]) == 0       # the dead holder's lock is taken over
+    assert (out / "w" / "done.json").exists()
