@@ -138,3 +138,30 @@ def test_second_runner_is_refused_and_a_dead_holders_lock_is_taken_over(tmp_path
         holder.wait()
     assert main(["run", str(p)]) == 0       # the dead holder's lock is taken over
     assert (out / "w" / "done.json").exists()
+
+
+# ----------------------------------------------------------------------------- 3. read commands change nothing
+
+def _snapshot(root: Path) -> dict:
+    return {str(p.relative_to(root)): (p.is_dir(), p.stat().st_size if p.is_file() else 0, p.stat().st_mtime_ns)
+            for p in sorted(root.rglob("*"))}
+
+
+def test_status_and_validate_change_nothing_on_disk(tmp_path, tiny_model, noop_kind, capsys):
+    p = _noop_pipeline(tmp_path, tiny_model, stages=("w", "v"))
+    assert main(["run", str(p)]) == 0
+    out = tmp_path / "out"
+    (out / "v" / "done.json").unlink()            # v: interrupted (attempt.json, no done.json) ...
+    half = out / "v" / "checkpoints" / "checkpoint-3"
+    half.mkdir(parents=True)                      # ... mid-save of a checkpoint (no .complete yet: a live writer)
+    (half / "model.safetensors").write_bytes(b"partial")
+    good = out / "v" / "checkpoints" / "checkpoint-2"
+    good.mkdir()
+    (good / ".complete").write_text("ok\n")
+    before = _snapshot(tmp_path)
+    for cmd in ("status", "validate"):
+        assert main([cmd, str(p)]) == 0
+        assert _snapshot(tmp_path) == before, cmd
+    said = capsys.readouterr().out
+    assert "resumable" in said and "checkpoint-2" in said
+    assert (half / "model.safetensors").read_bytes() == b"partial"

@@ -327,20 +327,29 @@ class StageContext:
     def resume_checkpoint(self) -> str | None:
         """The newest complete `checkpoints/checkpoint-N` (with its `.complete` marker), or None.
 
-        Incomplete ones (a kill during the save) are deleted so nothing half-written is ever loaded."""
+        Read-only (`r1lab status` calls it): incomplete ones (a kill during the save) are skipped here and
+        deleted only by a running stage, with `discard_incomplete_checkpoints()`."""
         best, best_step = None, -1
         if not self.checkpoint_dir.is_dir():
             return None
         for d in self.checkpoint_dir.iterdir():
             m = re.fullmatch(r"checkpoint-(\d+)", d.name)
-            if not (m and d.is_dir()):
-                continue
-            if not (d / COMPLETE_MARKER).exists():
-                shutil.rmtree(d, ignore_errors=True)
+            if not (m and d.is_dir()) or not (d / COMPLETE_MARKER).exists():
                 continue
             if int(m.group(1)) > best_step:
                 best, best_step = str(d), int(m.group(1))
         return best
+
+    def discard_incomplete_checkpoints(self) -> list[Path]:
+        """Delete `checkpoint-N` dirs without the `.complete` marker (a kill during the save). Only a running stage
+        calls this (the pipeline holds the output dir's run lock then), never a read command."""
+        gone = []
+        if self.checkpoint_dir.is_dir():
+            for d in self.checkpoint_dir.iterdir():
+                if re.fullmatch(r"checkpoint-\d+", d.name) and d.is_dir() and not (d / COMPLETE_MARKER).exists():
+                    shutil.rmtree(d, ignore_errors=True)
+                    gone.append(d)
+        return gone
 
     def checkpoints(self) -> list[tuple[int, Path]]:
         """(step, dir) of every checkpoint dir, newest first: TRL's checkpoint-N and base_model.pretrain's step_N."""

@@ -187,6 +187,7 @@ def train_and_save(ctx: StageContext, trainer, tok, lora: bool):
     """Train a TRL trainer from the stage's last complete checkpoint (if any) and save the model atomically;
     with LoRA the adapter is saved too and the merged model becomes the stage's model.
     Returns (trainer.train's output, {"resumed_from", "trainable_params", "total_params"})."""
+    ctx.discard_incomplete_checkpoints()     # so Trainer's rotation and resume never see a half-written one
     ckpt = ctx.resume_checkpoint()
     resumed_from = 0
     if ckpt:
