@@ -364,9 +364,46 @@ def run_pipeline(cfg: PipelineConfig, from_stage: str | None = None, only: str |
         if v is not None and v not in names:
             raise PipelineError(f"{flag} {v}: no such stage; stages: {', '.join(names)}")
     out = Path(cfg.output_dir)
+    _check_output_dir(out)
     out.mkdir(parents=True, exist_ok=True)
     with run_lock(out):
+        if not (out / RUN_MARKER).exists():
+            atomic_write_json(out / RUN_MARKER, {"name": cfg.name, "created": time.time(), "version": r1lab.__version__})
         return _run_locked(cfg, out, from_stage, only, console, names)
+
+
+# ----------------------------------------------------------------------------- what r1lab owns
+
+RUN_MARKER = ".r1lab-run"        # OUTPUT_DIR is a run dir: r1lab may write and delete its own things in it
+STAGE_MARKER = ".r1lab-stage"    # OUTPUT_DIR/STAGE was made by r1lab: it may be wiped when the stage reruns
+
+
+def _is_run_dir(out: Path) -> bool:
+    # pipeline.resolved.yaml: a run dir made before the marker existed (r1lab writes it first thing)
+    return (out / RUN_MARKER).is_file() or (out / "pipeline.resolved.yaml").is_file()
+
+
+def _check_output_dir(out: Path) -> None:
+    """Refuse an output dir that exists, is not empty and is not an r1lab run: r1lab would write (and, on reruns,
+    delete) stage dirs in it."""
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise PipelineError(f"output_dir {out}: exists and is not a directory")
+    if not _is_run_dir(out) and any(out.iterdir()):
+        raise PipelineError(f"output_dir {out}: exists, is not empty and is not an r1lab run (no {RUN_MARKER}); "
+                            "pick a new or empty output_dir (r1lab deletes only what it wrote)")
+
+
+def _owns_stage_dir(d: Path) -> bool:
+    return any((d / m).exists() for m in (STAGE_MARKER, DONE, ATTEMPT))
+
+
+def _claim_stage_dir(name: str, d: Path) -> None:
+    """Before wiping OUTPUT_DIR/STAGE: it must be one r1lab made (a user dir named like a stage is never deleted)."""
+    if d.exists() and (not d.is_dir() or not _owns_stage_dir(d)):
+        raise PipelineError(f"stage {name}: {d} exists but was not written by r1lab (no {STAGE_MARKER}); "
+                            "move it away or rename the stage")
 
 
 def _run_locked(cfg: PipelineConfig, out: Path, from_stage, only, console, names) -> list[dict]:
@@ -423,12 +460,15 @@ def _run_locked(cfg: PipelineConfig, out: Path, from_stage, only, console, names
             continue
         att = _read_json(d / ATTEMPT)
         resume = not force and bool(att and att.get("fingerprint") == fp) and not is_done
+        _claim_stage_dir(s.name, d)
         if not resume:
             if (d / DONE).exists():
                 (d / DONE).unlink()          # first, so a kill while wiping never leaves a trusted done.json
             if d.exists():
                 shutil.rmtree(d)
         d.mkdir(parents=True, exist_ok=True)
+        if not (d / STAGE_MARKER).exists():
+            atomic_write_text(d / STAGE_MARKER, "written by r1lab: this dir is wiped when the stage reruns\n")
         atomic_write_json(d / ATTEMPT, {"fingerprint": fp, "started": time.time(),
                                         "attempts": (att or {}).get("attempts", 0) + 1 if resume else 1})
         why = "resuming an interrupted run" if resume else ("forced" if force else

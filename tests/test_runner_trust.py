@@ -165,3 +165,35 @@ def test_status_and_validate_change_nothing_on_disk(tmp_path, tiny_model, noop_k
     said = capsys.readouterr().out
     assert "resumable" in said and "checkpoint-2" in said
     assert (half / "model.safetensors").read_bytes() == b"partial"
+
+
+# ----------------------------------------------------------------------------- 4. delete only what r1lab wrote
+
+def test_output_dir_that_is_not_a_run_is_refused_and_user_files_survive(tmp_path, tiny_model, noop_kind, capsys):
+    victim = tmp_path / "victim"
+    (victim / "important").mkdir(parents=True)
+    (victim / "important" / "precious.txt").write_text("mine")
+    p = _noop_pipeline(tmp_path, tiny_model, out=victim, stages=("important",))
+    rc = main(["run", str(p)])
+    err = _one_line_error(capsys)
+    assert rc != 0 and str(victim) in err and "not an r1lab run" in err, err
+    assert (victim / "important" / "precious.txt").read_text() == "mine"
+    assert sorted(x.name for x in victim.iterdir()) == ["important"]      # nothing written either
+
+
+def test_user_dir_named_like_a_stage_inside_a_run_is_not_deleted(tmp_path, tiny_model, noop_kind, capsys):
+    p = _noop_pipeline(tmp_path, tiny_model, stages=("w",))
+    assert main(["run", str(p)]) == 0
+    out = tmp_path / "out"
+    (out / "notes").mkdir()
+    (out / "notes" / "precious.txt").write_text("mine")
+    p = _noop_pipeline(tmp_path, tiny_model, stages=("w", "notes"))
+    capsys.readouterr()
+    rc = main(["run", str(p)])
+    err = _one_line_error(capsys)
+    assert rc != 0 and "notes" in err and "not written by r1lab" in err, err
+    assert (out / "notes" / "precious.txt").read_text() == "mine"
+    # an empty existing dir is fine, and a rerun of a run dir is fine
+    (tmp_path / "empty").mkdir()
+    assert main(["run", str(_noop_pipeline(tmp_path, tiny_model, out=tmp_path / "empty"))]) == 0
+    assert main(["run", str(_noop_pipeline(tmp_path, tiny_model, out=tmp_path / "empty"))]) == 0
