@@ -357,6 +357,7 @@ def _console(console=None):
 def run_pipeline(cfg: PipelineConfig, from_stage: str | None = None, only: str | None = None, console=None) -> list[dict]:
     """Run (or skip / resume) every stage. Returns one dict per stage: name, kind, action
     (skipped | ran | resumed), seconds, metrics."""
+    _refuse_multi_process()
     console = _console(console)
     _quiet_libraries()
     names = [s.name for s in cfg.stage_list]
@@ -370,6 +371,16 @@ def run_pipeline(cfg: PipelineConfig, from_stage: str | None = None, only: str |
         if not (out / RUN_MARKER).exists():
             atomic_write_json(out / RUN_MARKER, {"name": cfg.name, "created": time.time(), "version": r1lab.__version__})
         return _run_locked(cfg, out, from_stage, only, console, names)
+
+
+def _refuse_multi_process() -> None:
+    """Stages run in one process. Under torchrun every rank would run the whole runner over the same dir (each
+    writing the model, done.json over a model dir without weights): refuse before touching anything."""
+    ws = os.environ.get("WORLD_SIZE", "1").strip()
+    if ws.isdigit() and int(ws) > 1:
+        raise PipelineError(f"r1lab run: WORLD_SIZE={ws} (torchrun or another launcher started {ws} processes), but "
+                            "pipeline stages run in one process; start `r1lab run` without torchrun (data-parallel "
+                            "pretraining: torchrun -m base_model.pretrain)")
 
 
 # ----------------------------------------------------------------------------- what r1lab owns

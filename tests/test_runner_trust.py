@@ -197,3 +197,44 @@ def test_user_dir_named_like_a_stage_inside_a_run_is_not_deleted(tmp_path, tiny_
     (tmp_path / "empty").mkdir()
     assert main(["run", str(_noop_pipeline(tmp_path, tiny_model, out=tmp_path / "empty"))]) == 0
     assert main(["run", str(_noop_pipeline(tmp_path, tiny_model, out=tmp_path / "empty"))]) == 0
+
+
+# ----------------------------------------------------------------------------- 8. one process; weights or not done
+
+def test_world_size_above_one_is_refused_before_anything_is_written(tmp_path, tiny_model, noop_kind, capsys, monkeypatch):
+    p = _noop_pipeline(tmp_path, tiny_model)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    rc = main(["run", str(p)])
+    err = _one_line_error(capsys)
+    assert rc != 0 and "WORLD_SIZE=2" in err, err
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_model_dir_without_weights_is_never_marked_done(tmp_path, tiny_model, tiny_tok, capsys):
+    import types
+
+    from r1lab.stages import STAGE_KINDS, register_stage_kind
+    from r1lab.stages.base import StageParams
+
+    mod = types.ModuleType("r1lab_test_tok_only")
+
+    class Params(StageParams):
+        pass
+
+    def run(ctx):   # what a non-zero rank left: model/ with the tokenizer files only
+        from transformers import AutoTokenizer
+
+        AutoTokenizer.from_pretrained(tiny_tok).save_pretrained(ctx.model_dir)
+        return {}
+
+    mod.Params, mod.run = Params, run
+    register_stage_kind("tok_only", mod)
+    try:
+        p = _write(tmp_path, tiny_model, [{"name": "s", "kind": "tok_only"}])
+        rc = main(["run", str(p)])
+        err = _one_line_error(capsys)
+        assert rc != 0 and "stage s" in err and "no weights" in err, err
+        assert not (tmp_path / "out" / "s" / "done.json").exists()
+    finally:
+        STAGE_KINDS.pop("tok_only", None)
