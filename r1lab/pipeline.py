@@ -108,13 +108,51 @@ def _data_specs(obj):
             yield from _data_specs(x)
 
 
+# ----------------------------------------------------------------------------- what done.json vouches for
+
+ARTIFACT_DIRS = ("model", "data", "adapter")
+
+
+def _sha_file(f: Path) -> str:
+    h = hashlib.sha256()
+    with open(f, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def artifact_manifest(d: Path) -> dict:
+    """{relative path: {size, sha256}} of every file under the stage's model/, data/ and adapter/."""
+    out = {}
+    for sub in ARTIFACT_DIRS:
+        for f in sorted((d / sub).rglob("*")) if (d / sub).is_dir() else []:
+            if f.is_file():
+                out[str(f.relative_to(d))] = {"size": f.stat().st_size, "sha256": _sha_file(f)}
+    return out
+
+
+def artifacts_problem(d: Path, done: dict) -> str | None:
+    """Why the artifacts a done.json vouches for are not the ones it recorded (missing, resized, changed), or None.
+    A done.json from before the manifest existed has none to check."""
+    for rel, want in (done.get("artifacts") or {}).items():
+        f = d / rel
+        if not f.is_file():
+            return f"{rel} is missing"
+        size = f.stat().st_size
+        if size != want.get("size"):
+            return f"{rel} is {size} bytes, {want.get('size')} when the stage finished"
+        if want.get("sha256") and _sha_file(f) != want["sha256"]:
+            return f"{rel} changed since the stage finished (sha256 differs)"
+    return None
+
+
 # ----------------------------------------------------------------------------- status
 
 @dataclass
 class StageStatus:
     name: str
     kind: str
-    state: str          # done | stale | resumable | pending
+    state: str          # done | stale | resumable | pending | damaged
     reason: str
     fingerprint: str
     metrics: dict = field(default_factory=dict)
@@ -136,8 +174,11 @@ def status(cfg: PipelineConfig) -> list[StageStatus]:
         d = out / s.name
         done, att = _read_json(d / DONE), _read_json(d / ATTEMPT)
         fp = fps[s.name]
-        if done and done.get("fingerprint") == fp:
+        damaged = artifacts_problem(d, done) if done and done.get("fingerprint") == fp else None
+        if done and done.get("fingerprint") == fp and not damaged:
             res.append(StageStatus(s.name, s.kind, "done", "fingerprint matches", fp, done.get("metrics", {})))
+        elif damaged:
+            res.append(StageStatus(s.name, s.kind, "damaged", f"{damaged}; a run redoes it", fp))
         elif att and att.get("fingerprint") == fp:
             ck = StageContext(name=s.name, kind=s.kind, params=s.params, out_dir=d, output_dir=out, seed=cfg.seed,
                               model_spec=cfg.model).resume_checkpoint()
@@ -456,6 +497,11 @@ def _run_locked(cfg: PipelineConfig, out: Path, from_stage, only, console, names
         fp = fps[s.name]
         done = _read_json(d / DONE)
         is_done = bool(done and done.get("fingerprint") == fp)
+        if is_done and (why := artifacts_problem(d, done)):
+            console.print(f"! {s.name}: its artifacts are damaged ({why}); redoing the stage", style="yellow",
+                          markup=False, highlight=False)
+            (d / DONE).unlink()
+            is_done, done = False, None
         force = (start_idx is not None and i >= start_idx) or only == s.name
         if only and s.name != only:
             if is_done:
@@ -515,6 +561,7 @@ def _run_locked(cfg: PipelineConfig, out: Path, from_stage, only, console, names
             "fingerprint": fp, "name": s.name, "kind": s.kind, "config": s.resolved(),
             "inputs": {dep: fps[dep] for dep in s.depends_on()}, "version": r1lab.__version__,
             "metrics": metrics, "seconds": round(secs, 2), "finished": time.time(), "resumed": resume,
+            "artifacts": artifact_manifest(d),
         })
         register(s.name)
         console.print(f"[green]✓[/] {s.name} finished in {secs:.1f} s: " +

@@ -238,3 +238,71 @@ def test_a_model_dir_without_weights_is_never_marked_done(tmp_path, tiny_model, 
         assert not (tmp_path / "out" / "s" / "done.json").exists()
     finally:
         STAGE_KINDS.pop("tok_only", None)
+
+
+# ----------------------------------------------------------------------------- 5. corruption
+
+def _truncate(f: Path, keep: float = 0.5) -> None:
+    data = f.read_bytes()
+    f.write_bytes(data[: int(len(data) * keep)])
+
+
+def test_truncated_model_is_not_done_and_the_stage_is_redone(tmp_path, tiny_model, capsys):
+    p = _write(tmp_path, tiny_model, [_sft(max_steps=2, save_steps=1)])
+    assert main(["run", str(p)]) == 0
+    w = tmp_path / "out" / "a" / "model" / "model.safetensors"
+    good = w.read_bytes()
+    _truncate(w)
+    capsys.readouterr()
+    assert main(["status", str(p)]) == 0
+    said = capsys.readouterr().out
+    assert "damaged" in said and "done" not in said.split("damaged")[0].splitlines()[-1], said
+    assert main(["run", str(p)]) == 0
+    assert json.loads((w.parent.parent / "done.json").read_text())["artifacts"]["model/model.safetensors"]["size"] == len(good)
+
+
+def test_damaged_newest_checkpoint_falls_back_to_the_previous_one(tmp_path, tiny_model, capsys):
+    p = _write(tmp_path, tiny_model, [_sft(max_steps=3, save_steps=1)])
+    assert main(["run", str(p)]) == 0
+    d = tmp_path / "out" / "a"
+    ref = load_file(str(d / "model" / "model.safetensors"))
+    import shutil
+
+    (d / "done.json").unlink()                        # as if killed after checkpoint-3, before the model was saved
+    shutil.rmtree(d / "model")
+    _truncate(d / "checkpoints" / "checkpoint-3" / "model.safetensors")
+    with open(d / "metrics.jsonl", "a") as f:          # and a torn last line in the log
+        f.write('{"step": 3, "lo')
+    capsys.readouterr()
+    assert main(["run", str(p)]) == 0
+    err = capsys.readouterr().err
+    assert "torn" in err
+    done = json.loads((d / "done.json").read_text())
+    assert done["metrics"]["resumed_from_step"] == 2 and done["metrics"]["steps"] == 3
+    got = load_file(str(d / "model" / "model.safetensors"))
+    assert all(torch.equal(got[k], ref[k]) for k in ref)   # bitwise the uninterrupted run's weights
+
+
+def test_pretrain_rerun_survives_a_torn_metrics_line_and_a_damaged_checkpoint(tmp_path, tiny_tok, capsys):
+    import shutil
+
+    cfg = {"name": "pt", "seed": 0, "output_dir": str(tmp_path / "out"), "model": "nano", "tokenizer": str(tiny_tok),
+           "stages": [{"name": "pt", "kind": "pretrain", "max_steps": 3, "ckpt_every": 1, "log_every": 1,
+                       "keep_checkpoints": 3, "batch_size": 2, "micro_batch_size": 2, "seq_len": 32,
+                       "sample_prompts": [], "progress": False}]}
+    p = tmp_path / "pt.yaml"
+    p.write_text(yaml.safe_dump(cfg))
+    assert main(["run", str(p)]) == 0
+    d = tmp_path / "out" / "pt"
+    ref = load_file(str(d / "model" / "model.safetensors"))
+    (d / "done.json").unlink()
+    shutil.rmtree(d / "model")
+    _truncate(d / "checkpoints" / "step_0000003" / "model.safetensors")
+    with open(d / "metrics.jsonl", "a") as f:
+        f.write('{"step": 4, "lo')
+    capsys.readouterr()
+    assert main(["run", str(p)]) == 0
+    assert "torn" in capsys.readouterr().err
+    got = load_file(str(d / "model" / "model.safetensors"))
+    assert all(torch.equal(got[k], ref[k]) for k in ref)
+    assert json.loads((d / "done.json").read_text())["metrics"]["steps"] == 3

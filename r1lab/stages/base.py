@@ -155,22 +155,59 @@ def atomic_dir(path: str | Path):
         raise
 
 
-def read_jsonl(path: str | Path) -> list[dict]:
-    """Read a JSONL file, skipping a torn last line (a kill -9 while appending)."""
+def read_jsonl(path: str | Path, strict: bool = False) -> list[dict]:
+    """Read a JSONL file of objects.
+
+    strict (data files): any line that is not UTF-8 JSON object raises ValueError naming the file and line.
+    Otherwise (our own logs, appended line by line): a torn line (a kill -9 while appending) is skipped with a
+    warning on stderr."""
+    import sys
+
     rows = []
     p = Path(path)
     if not p.exists():
         return rows
-    with open(p, encoding="utf-8") as f:
-        for line in f:
-            line = line.strip()
-            if not line:
-                continue
+    with open(p, "rb") as f:
+        for i, raw in enumerate(f, 1):
             try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
+                line = raw.decode("utf-8").strip()
+                if not line:
+                    continue
+                row = json.loads(line)
+                if not isinstance(row, dict):
+                    raise ValueError(f"expected a JSON object, got {type(row).__name__}")
+            except (UnicodeDecodeError, ValueError) as e:
+                what = "not UTF-8" if isinstance(e, UnicodeDecodeError) else f"not a JSON object ({str(e).splitlines()[0][:80]})"
+                if strict:
+                    raise ValueError(f"{p}: line {i}: {what}") from None
+                print(f"warning: {p}: line {i}: {what}; skipped (a torn write?)", file=sys.stderr)
                 continue
+            rows.append(row)
     return rows
+
+
+def drop_torn_lines(path: str | Path) -> int:
+    """Rewrite a JSONL log without its unreadable lines (warning on stderr); returns how many were dropped.
+    For logs that other code parses strictly (base_model.pretrain reads metrics.jsonl with json.loads)."""
+    p = Path(path)
+    if not p.exists():
+        return 0
+    data = p.read_bytes()
+    good = []
+    for raw in data.splitlines(keepends=True):
+        try:
+            if raw.strip():
+                json.loads(raw.decode("utf-8"))
+            good.append(raw if raw.endswith(b"\n") else raw + b"\n")
+        except (UnicodeDecodeError, ValueError):
+            continue
+    dropped = sum(1 for r in data.splitlines() if r.strip()) - sum(1 for r in good if r.strip())
+    if dropped:
+        import sys
+
+        print(f"warning: {p}: dropped {dropped} torn line(s) (a kill while appending)", file=sys.stderr)
+        atomic_write_text(p, b"".join(good).decode("utf-8"))
+    return dropped
 
 
 def write_jsonl(path: str | Path, rows: Iterable[dict]) -> Path:
@@ -324,8 +361,9 @@ class StageContext:
                 tokenizer.save_pretrained(tmp)
         return self.model_dir
 
-    def resume_checkpoint(self) -> str | None:
-        """The newest complete `checkpoints/checkpoint-N` (with its `.complete` marker), or None.
+    def resume_checkpoint(self, verify: bool = True) -> str | None:
+        """The newest complete `checkpoints/checkpoint-N` (with its `.complete` marker) whose files check out
+        (`checkpoint_problem`), or None: a damaged newest checkpoint falls back to the previous good one.
 
         Read-only (`r1lab status` calls it): incomplete ones (a kill during the save) are skipped here and
         deleted only by a running stage, with `discard_incomplete_checkpoints()`."""
@@ -336,7 +374,7 @@ class StageContext:
             m = re.fullmatch(r"checkpoint-(\d+)", d.name)
             if not (m and d.is_dir()) or not (d / COMPLETE_MARKER).exists():
                 continue
-            if int(m.group(1)) > best_step:
+            if int(m.group(1)) > best_step and (not verify or checkpoint_problem(d) is None):
                 best, best_step = str(d), int(m.group(1))
         return best
 
@@ -350,6 +388,24 @@ class StageContext:
                     shutil.rmtree(d, ignore_errors=True)
                     gone.append(d)
         return gone
+
+    def set_aside_bad_checkpoints(self) -> list[Path]:
+        """Run path only: rename complete-but-corrupt checkpoints (truncated or damaged files) to .corrupt-NAME, so
+        the newest good one is resumed from and no later save lands in a dir that still says `.complete`."""
+        moved = []
+        for _, d in self.checkpoints():
+            if (d.name.startswith("checkpoint-") and not (d / COMPLETE_MARKER).exists()):
+                continue
+            why = checkpoint_problem(d)
+            if why:
+                self.print(f"{self.name}: checkpoint {d.name} is damaged ({why}); set aside, using an older one",
+                           style="yellow", markup=False)
+                dest = d.with_name(f".corrupt-{d.name}")
+                if dest.exists():
+                    shutil.rmtree(dest, ignore_errors=True)
+                os.replace(d, dest)
+                moved.append(dest)
+        return moved
 
     def checkpoints(self) -> list[tuple[int, Path]]:
         """(step, dir) of every checkpoint dir, newest first: TRL's checkpoint-N and base_model.pretrain's step_N."""
@@ -379,7 +435,11 @@ class StageContext:
 
     @staticmethod
     def mark_checkpoint_complete(checkpoint: str | Path) -> None:
-        atomic_write_text(Path(checkpoint) / COMPLETE_MARKER, "ok\n")
+        """The commit point of a checkpoint: `.complete` lists every file's size (checked before a resume)."""
+        d = Path(checkpoint)
+        sizes = {str(f.relative_to(d)): f.stat().st_size for f in sorted(d.rglob("*"))
+                 if f.is_file() and f.name != COMPLETE_MARKER and not f.name.startswith(".")}
+        atomic_write_json(d / COMPLETE_MARKER, {"sizes": sizes})
 
     def trainer_callback(self, total_steps: int | None = None):
         """A transformers TrainerCallback: logs to metrics.jsonl, shows rich progress, marks checkpoints complete,
@@ -387,6 +447,63 @@ class StageContext:
         from r1lab.stages._callback import make_callback
 
         return make_callback(self, total_steps)
+
+
+def safetensors_problem(f: Path) -> str | None:
+    """A truncated or damaged .safetensors file (its header says how long it must be), or None."""
+    size = f.stat().st_size
+    try:
+        with open(f, "rb") as fh:
+            n = int.from_bytes(fh.read(8), "little")
+            if n <= 0 or 8 + n > size:
+                return f"{f.name}: truncated header"
+            header = json.loads(fh.read(n))
+    except (OSError, ValueError) as e:
+        return f"{f.name}: unreadable header ({type(e).__name__})"
+    end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
+    if size != 8 + n + end:
+        return f"{f.name}: {size} bytes, its header needs {8 + n + end}"
+    return None
+
+
+def checkpoint_problem(d: Path) -> str | None:
+    """Why a checkpoint dir cannot be trusted (sizes differ from its .complete list, a truncated safetensors file,
+    a torch zip that fails its CRC check, broken JSON), or None."""
+    import zipfile
+
+    d = Path(d)
+    marker = d / COMPLETE_MARKER
+    if marker.exists():
+        try:
+            sizes = json.loads(marker.read_text()).get("sizes", {})
+        except (ValueError, AttributeError):
+            sizes = {}            # an older "ok" marker: no size list
+        for name, size in sizes.items():
+            f = d / name
+            if not f.exists():
+                return f"{name} is missing"
+            if f.stat().st_size != size:
+                return f"{name} is {f.stat().st_size} bytes, {size} when saved"
+    for f in sorted(d.rglob("*")):
+        if not f.is_file() or f.name.startswith("."):
+            continue
+        if f.suffix == ".safetensors":
+            why = safetensors_problem(f)
+            if why:
+                return why
+        elif f.suffix in (".pt", ".pth", ".bin"):
+            try:
+                with zipfile.ZipFile(f) as z:
+                    if z.testzip() is not None:
+                        return f"{f.name}: CRC mismatch"
+            except (zipfile.BadZipFile, OSError, EOFError) as e:
+                return f"{f.name}: damaged ({type(e).__name__})"
+        elif f.suffix == ".json":
+            try:
+                json.loads(f.read_text())
+            except (ValueError, UnicodeDecodeError):
+                return f"{f.name}: broken JSON"
+    return None
 
 
 def _looks_like_path(spec: str) -> bool:

@@ -188,6 +188,7 @@ def train_and_save(ctx: StageContext, trainer, tok, lora: bool):
     with LoRA the adapter is saved too and the merged model becomes the stage's model.
     Returns (trainer.train's output, {"resumed_from", "trainable_params", "total_params"})."""
     ctx.discard_incomplete_checkpoints()     # so Trainer's rotation and resume never see a half-written one
+    ctx.set_aside_bad_checkpoints()          # a damaged newest checkpoint: resume from the previous good one
     ckpt = ctx.resume_checkpoint()
     resumed_from = 0
     if ckpt:
