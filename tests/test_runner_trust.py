@@ -259,6 +259,8 @@ def test_truncated_model_is_not_done_and_the_stage_is_redone(tmp_path, tiny_mode
     assert "damaged" in said and "done" not in said.split("damaged")[0].splitlines()[-1], said
     assert main(["run", str(p)]) == 0
     assert json.loads((w.parent.parent / "done.json").read_text())["artifacts"]["model/model.safetensors"]["size"] == len(good)
+    assert w.read_bytes() == good                      # redone from the final checkpoint: the same weights (item 6)
+    assert json.loads((w.parent.parent / "done.json").read_text())["metrics"]["steps"] == 2
 
 
 def test_damaged_newest_checkpoint_falls_back_to_the_previous_one(tmp_path, tiny_model, capsys):
@@ -306,3 +308,23 @@ def test_pretrain_rerun_survives_a_torn_metrics_line_and_a_damaged_checkpoint(tm
     got = load_file(str(d / "model" / "model.safetensors"))
     assert all(torch.equal(got[k], ref[k]) for k in ref)
     assert json.loads((d / "done.json").read_text())["metrics"]["steps"] == 3
+
+
+# ----------------------------------------------------------------------------- 6. no extra step
+
+def test_killed_between_model_save_and_done_json_trains_no_extra_step(tmp_path, tiny_model):
+    p = _write(tmp_path, tiny_model, [_sft(max_steps=3, save_steps=1, batch_size=2)])   # 16 rows / 2: 8 steps an epoch
+    assert main(["run", str(p)]) == 0
+    d = tmp_path / "out" / "a"
+    ref_done = json.loads((d / "done.json").read_text())
+    ref = load_file(str(d / "model" / "model.safetensors"))
+    (d / "done.json").unlink()                         # killed after model/ was saved, before done.json
+    lines = (d / "metrics.jsonl").read_text().splitlines()
+    assert main(["run", str(p)]) == 0
+    done = json.loads((d / "done.json").read_text())
+    assert done["resumed"] and done["metrics"]["steps"] == 3
+    assert done["metrics"]["train_loss"] == pytest.approx(ref_done["metrics"]["train_loss"], rel=1e-6)
+    got = load_file(str(d / "model" / "model.safetensors"))
+    assert all(torch.equal(got[k], ref[k]) for k in ref)
+    assert max(json.loads(x)["step"] for x in (d / "metrics.jsonl").read_text().splitlines()) == 3
+    assert len((d / "metrics.jsonl").read_text().splitlines()) <= len(lines)

@@ -194,8 +194,11 @@ def train_and_save(ctx: StageContext, trainer, tok, lora: bool):
     if ckpt:
         resumed_from = int(ckpt.rsplit("-", 1)[1])
         ctx.truncate_metrics(resumed_from)
-        ctx.print(f"[yellow]{ctx.name}: resuming from {ckpt} (step {resumed_from})")
-    out = trainer.train(resume_from_checkpoint=ckpt)
+        ctx.print(f"{ctx.name}: resuming from {ckpt} (step {resumed_from})", style="yellow", markup=False)
+    if ckpt and _is_final(ckpt):
+        out = _finish_from_final_checkpoint(ctx, trainer, ckpt)
+    else:
+        out = trainer.train(resume_from_checkpoint=ckpt)
     trained = trainer.model
     info = {"resumed_from": resumed_from,
             "trainable_params": sum(x.numel() for x in trained.parameters() if x.requires_grad),
@@ -209,6 +212,40 @@ def train_and_save(ctx: StageContext, trainer, tok, lora: bool):
     _unpatch_forward(trained)
     ctx.save_model(trained, tok)
     return out, info
+
+def _is_final(ckpt: str) -> bool:
+    """The checkpoint Trainer saved at its last step (a kill came between it and done.json)."""
+    import json
+    from pathlib import Path
+
+    try:
+        st = json.loads((Path(ckpt) / "trainer_state.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return bool(st.get("max_steps")) and st.get("global_step", 0) >= st["max_steps"]
+
+
+def _finish_from_final_checkpoint(ctx: StageContext, trainer, ckpt: str):
+    """Resuming from the final checkpoint: training is over, so load its weights and state instead of calling
+    train() (which would run one more step: Trainer fast-forwards into the epoch and steps before it checks
+    max_steps). train_loss is the step-weighted mean of the logged losses, as Trainer's own."""
+    from pathlib import Path
+
+    from transformers.trainer_callback import TrainerState
+    from transformers.trainer_utils import TrainOutput
+
+    ctx.print(f"{ctx.name}: {Path(ckpt).name} is the final step; no training left, saving its model",
+              style="yellow", markup=False)
+    trainer._load_from_checkpoint(ckpt)
+    trainer.state = TrainerState.load_from_json(str(Path(ckpt) / "trainer_state.json"))
+    total, last = 0.0, 0
+    for h in trainer.state.log_history:
+        if "loss" in h and "step" in h:
+            total += float(h["loss"]) * (h["step"] - last)
+            last = h["step"]
+    step = trainer.state.global_step
+    return TrainOutput(step, total / max(last, 1), {"train_loss": total / max(last, 1)})
+
 
 def _unpatch_forward(model) -> None:
     """TRL patches `model.forward` on the instance (its fused LM head); drop the patch before saving/returning."""
