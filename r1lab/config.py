@@ -123,6 +123,13 @@ class DataSpec(_Sane):
             return {"path": v}
         return v
 
+    @field_validator("n")
+    @classmethod
+    def _task_rows_bound(cls, v, info: ValidationInfo):
+        if v is not None and info.data.get("task") and v > MAX_TASK_ROWS:
+            raise ValueError(f"a task source makes at most {MAX_TASK_ROWS} rows (generated in memory), got {v}")
+        return v
+
     @model_validator(mode="after")
     def _one_source(self, info: ValidationInfo):
         given = [k for k in ("task", "path", "stage") if getattr(self, k)]
@@ -137,9 +144,6 @@ class DataSpec(_Sane):
 
             if self.task not in TASKS:
                 raise ValueError(f"unknown task {self.task!r}; expected one of: {', '.join(TASKS)}")
-            if self.n is not None and self.n > MAX_TASK_ROWS:
-                raise ValueError(f"n: a task source makes at most {MAX_TASK_ROWS} rows (they are generated in "
-                                 f"memory), got {self.n}")
             if self.n is not None:   # a task has a finite space of distinct problems per level: say so at load time
                 from r1lab.tasks import task_rows
 
@@ -153,12 +157,24 @@ class DataSpec(_Sane):
                     self.path = str(Path(base) / p)
                 elif ctx.get("check_paths", True):
                     raise ValueError(f"data file not found: {self.path}")
+            if ctx.get("check_paths", True):
+                _check_data_file(Path(self.path))
         return self
 
     def describe(self) -> str:
         if self.task:
             return f"task:{self.task}" + (f" ({self.short_fraction:.0%} short)" if self.short_fraction else "")
         return f"path:{self.path}" if self.path else f"stage:{self.stage}"
+
+
+def _check_data_file(p: Path, max_bytes: int = 256 << 20) -> None:
+    """A local .jsonl data file must be UTF-8 JSON objects, one a line, and hold at least one row."""
+    if not (p.is_file() and p.suffix.lower() == ".jsonl") or p.stat().st_size > max_bytes:
+        return
+    from r1lab.stages.base import read_jsonl
+
+    if not read_jsonl(p, strict=True):
+        raise ValueError(f"{p}: no rows")
 
 
 class TokenizerSpec(_Sane):
@@ -244,7 +260,13 @@ def load_yaml(path: str | Path) -> dict:
     if not p.exists():
         raise ConfigError(p, "", "file not found")
     try:
-        raw = yaml.safe_load(p.read_text())
+        text = p.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(p, f"byte {e.start}", f"not UTF-8 text (0x{e.object[e.start]:02x}); save the file as UTF-8") from None
+    except OSError as e:
+        raise ConfigError(p, "", f"cannot read: {e.strerror or e}") from None
+    try:
+        raw = yaml.safe_load(text)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark else "yaml"
@@ -474,6 +496,12 @@ def validate(raw: dict, file="<config>", base_dir: str | Path | None = None) -> 
         if stage.from_ is not None and stage.from_ not in seen:
             where = f"earlier stages: {', '.join(seen)}" if seen else "it is the first stage"
             raise ConfigError(file, f"{label}.from", f"{stage.from_!r} names no earlier stage ({where})")
+        if stage.from_ is not None:
+            src = stages[seen.index(stage.from_)]
+            if not getattr(get_stage_module(src.kind), "PRODUCES_MODEL", True):
+                with_models = [x.name for x in stages if getattr(get_stage_module(x.kind), "PRODUCES_MODEL", True)]
+                raise ConfigError(file, f"{label}.from", f"{stage.from_!r} is a {src.kind} stage, which saves no model; "
+                                  f"name a stage that does ({', '.join(with_models) or 'none before this one'})")
         for at, ref in _stage_refs(stage.params):
             if ref not in seen:
                 raise ConfigError(file, f"{label}.{at}.stage", f"{ref!r} names no earlier stage "

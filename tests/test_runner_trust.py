@@ -328,3 +328,110 @@ def test_killed_between_model_save_and_done_json_trains_no_extra_step(tmp_path, 
     assert all(torch.equal(got[k], ref[k]) for k in ref)
     assert max(json.loads(x)["step"] for x in (d / "metrics.jsonl").read_text().splitlines()) == 3
     assert len((d / "metrics.jsonl").read_text().splitlines()) <= len(lines)
+
+
+# ----------------------------------------------------------------------------- 7. bad input: one line, exit != 0
+
+def _validate_fails(capsys, p, *frags):
+    rc = main(["validate", str(p)])
+    err = _one_line_error(capsys)
+    assert rc != 0 and err.startswith("error: "), err
+    for f in frags:
+        assert f in err, err
+    return err
+
+
+def test_non_utf8_yaml(tmp_path, capsys):
+    p = tmp_path / "p.yaml"
+    p.write_bytes(b"name: caf\xe9\nmodel: nano\nstages: []\n")
+    _validate_fails(capsys, p, str(p), "UTF-8")
+
+
+@pytest.mark.parametrize("content, frag", [
+    (b'{"prompt": "a", "completion": "b"}\n{"prompt": "caf\xe9", "completion": "b"}\n', "line 2: not UTF-8"),
+    (b'{"prompt": "a", "completion": "b"}\n{"prompt": "a", "comp\n{"prompt": "c", "completion": "d"}\n', "line 2: not a JSON object"),
+    (b"", "no rows"),
+])
+def test_bad_or_empty_jsonl_data_is_found_by_validate(tmp_path, tiny_model, capsys, content, frag):
+    data = tmp_path / "d.jsonl"
+    data.write_bytes(content)
+    p = _write(tmp_path, tiny_model, [_sft(data=[str(data)])])
+    _validate_fails(capsys, p, str(data), frag)
+
+
+def test_bad_stage_data_fails_the_run_in_one_line(tmp_path, tiny_model, capsys):
+    import types
+
+    from r1lab.stages import STAGE_KINDS, register_stage_kind
+    from r1lab.stages.base import StageParams
+
+    mod = types.ModuleType("r1lab_test_bad_writer")
+
+    class Params(StageParams):
+        pass
+
+    def run(ctx):   # a (plugin) stage whose data artifact is half broken
+        ctx.data_dir.mkdir(parents=True)
+        (ctx.data_dir / "rows.jsonl").write_bytes(b'{"prompt": "p", "completion": "c"}\n\xff\xfe\n')
+        return {}
+
+    mod.Params, mod.run = Params, run
+    register_stage_kind("bad_writer", mod)
+    try:
+        p = _write(tmp_path, tiny_model, [{"name": "w", "kind": "bad_writer"}, _sft(name="b", data=["stage:w"])])
+        rc = main(["run", str(p)])
+        err = _one_line_error(capsys)
+        assert rc != 0 and "stage b" in err and "rows.jsonl: line 2: not UTF-8" in err, err
+    finally:
+        STAGE_KINDS.pop("bad_writer", None)
+
+
+def test_huge_task_n_is_rejected_quickly(tmp_path, tiny_model):
+    p = _write(tmp_path, tiny_model, [_sft(data=[{"task": "arithmetic", "n": 100000000}])])
+    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    try:
+        r = subprocess.run([sys.executable, "-m", "r1lab.cli", "validate", str(p)], capture_output=True, text=True,
+                           timeout=90, env=env)
+    except subprocess.TimeoutExpired:
+        pytest.fail("validate hung on n: 100000000")
+    assert r.returncode != 0 and r.stderr.strip().count("\n") == 0 and "data[0].n" in r.stderr, r.stderr
+
+
+def test_from_a_stage_without_a_model(tmp_path, tiny_model, capsys):
+    stages = [_sft(), {"name": "ev", "kind": "eval", "from": "a", "benchmarks": ["task:arithmetic"], "limit": 2},
+              _sft(name="c", **{"from": "ev"})]
+    p = _write(tmp_path, tiny_model, stages)
+    _validate_fails(capsys, p, "stages.c.from", "'ev' is a eval stage, which saves no model")
+
+
+def test_code_tests_reward_on_data_without_tests(tmp_path, tiny_model, capsys):
+    g = {"name": "g", "kind": "grpo", "rewards": ["code_tests"], "max_steps": 1, "num_generations": 2,
+         "prompts_per_step": 2, "data": [{"task": "arithmetic", "n": 4}]}
+    p = _write(tmp_path, tiny_model, [g])
+    _validate_fails(capsys, p, "stages.g.rewards.code_tests", "`tests` column")
+
+
+def test_error_text_with_rich_markup_is_printed_verbatim(tmp_path, tiny_model, capsys):
+    import types
+
+    from r1lab.stages import STAGE_KINDS, register_stage_kind
+    from r1lab.stages.base import StageParams
+
+    mod = types.ModuleType("r1lab_test_boom")
+
+    class Params(StageParams):
+        pass
+
+    def run(ctx):
+        raise RuntimeError("cannot open [/data/x] or [bold]y[/bold]")
+
+    mod.Params, mod.run = Params, run
+    register_stage_kind("boom", mod)
+    try:
+        p = _write(tmp_path, tiny_model, [{"name": "s", "kind": "boom"}])
+        with pytest.raises(RuntimeError, match=r"cannot open \[/data/x\]"):
+            main(["run", str(p)])
+        said = capsys.readouterr()
+        assert "cannot open [/data/x] or [bold]y[/bold]" in said.out + said.err
+    finally:
+        STAGE_KINDS.pop("boom", None)

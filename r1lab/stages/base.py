@@ -81,6 +81,10 @@ class StageFailure(RuntimeError):
     str(e) in one line naming the stage, without a traceback."""
 
 
+class DataError(StageFailure, ValueError):
+    """A data source cannot be used (unreadable, empty, a column missing): one line naming file, key or column."""
+
+
 class TrainingDiverged(StageFailure):
     """A non-finite loss, gradient or weight: the stage stops before anything non-finite is saved."""
 

@@ -17,7 +17,7 @@ from typing import Literal
 from pydantic import Field, field_validator
 
 from r1lab.config import DataSpec
-from r1lab.stages.base import StageContext, StageParams, load_model, load_tokenizer
+from r1lab.stages.base import DataError, StageContext, StageParams, load_model, load_tokenizer
 
 
 class LoraParams(StageParams):
@@ -72,7 +72,7 @@ def to_prompt_completion(row: dict, system_prompt: str | None = None) -> dict:
     prompt = row.get("prompt")
     target = next((row[k] for k in ("completion", "solution", "response") if row.get(k)), None)
     if prompt is None or target is None:
-        raise ValueError(f"sft rows need `messages`, or `prompt` with `completion`/`solution`/`response`; "
+        raise DataError(f"sft rows need `messages`, or `prompt` with `completion`/`solution`/`response`; "
                          f"got columns {sorted(row)}")
     if isinstance(prompt, list):
         return {"prompt": sys + prompt, "completion": target if isinstance(target, list) else [{"role": "assistant", "content": target}]}
