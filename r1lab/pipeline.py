@@ -431,8 +431,9 @@ STAGE_MARKER = ".r1lab-stage"    # OUTPUT_DIR/STAGE was made by r1lab: it may be
 
 
 def _is_run_dir(out: Path) -> bool:
+    # the lock file: a runner that just took the lock and has not written the marker yet;
     # pipeline.resolved.yaml: a run dir made before the marker existed (r1lab writes it first thing)
-    return (out / RUN_MARKER).is_file() or (out / "pipeline.resolved.yaml").is_file()
+    return any((out / f).is_file() for f in (RUN_MARKER, LOCK_FILE, "pipeline.resolved.yaml"))
 
 
 def _check_output_dir(out: Path) -> None:
