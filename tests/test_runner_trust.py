@@ -440,3 +440,18 @@ def test_error_text_with_rich_markup_is_printed_verbatim(tmp_path, tiny_model, c
         assert "cannot open [/data/x] or [bold]y[/bold]" in said.out + said.err
     finally:
         STAGE_KINDS.pop("boom", None)
+
+
+def test_grpo_killed_between_model_save_and_done_json_trains_no_extra_step(tmp_path, tiny_model):
+    g = {"name": "g", "kind": "grpo", "rewards": ["math_accuracy"], "max_steps": 2, "save_steps": 1,
+         "num_generations": 2, "prompts_per_step": 2, "max_completion_length": 8, "lr": 1e-4,
+         "data": [{"task": "arithmetic", "n": 8, "difficulty": 1}]}
+    p = _write(tmp_path, tiny_model, [g])
+    assert main(["run", str(p)]) == 0
+    d = tmp_path / "out" / "g"
+    ref = load_file(str(d / "model" / "model.safetensors"))
+    (d / "done.json").unlink()
+    assert main(["run", str(p)]) == 0
+    assert json.loads((d / "done.json").read_text())["metrics"]["steps"] == 2
+    got = load_file(str(d / "model" / "model.safetensors"))
+    assert all(torch.equal(got[k], ref[k]) for k in ref)
