@@ -9,8 +9,13 @@ For each stage, in order:
   attempt.json with the same fingerprint, no done.json -> run again; the stage resumes from its newest
       complete checkpoint (ctx.resume_checkpoint())
   otherwise -> delete done.json, wipe the stage dir, run from scratch
-After `run(ctx)` returns: plots from metrics.jsonl, report.md, then done.json (atomically, last). A kill at
-any moment therefore leaves either a done.json that describes complete artifacts, or no done.json.
+After `run(ctx)` returns: model/ must hold finite weights, then plots from metrics.jsonl, report.md, then
+done.json (atomically, last), which lists size and sha256 of every file under model/, data/ and adapter/ (a
+done.json whose files no longer match is not done). A kill at any moment therefore leaves either a done.json
+that describes complete artifacts, or no done.json.
+
+Ownership: a run holds an flock on OUTPUT_DIR/.r1lab-lock (one runner per dir), marks OUTPUT_DIR with
+.r1lab-run and each stage dir with .r1lab-stage, and wipes only dirs so marked. status / validate only read.
 """
 from __future__ import annotations
 
