@@ -455,3 +455,20 @@ def test_grpo_killed_between_model_save_and_done_json_trains_no_extra_step(tmp_p
     assert json.loads((d / "done.json").read_text())["metrics"]["steps"] == 2
     got = load_file(str(d / "model" / "model.safetensors"))
     assert all(torch.equal(got[k], ref[k]) for k in ref)
+
+
+def test_pretrain_divergence_stops_the_loop_before_a_non_finite_checkpoint(tmp_path, tiny_tok, capsys):
+    cfg = {"name": "pt", "seed": 0, "output_dir": str(tmp_path / "out"), "model": "nano", "tokenizer": str(tiny_tok),
+           "stages": [{"name": "pt", "kind": "pretrain", "max_steps": 6, "ckpt_every": 1, "log_every": 1,
+                       "keep_checkpoints": 10, "warmup_steps": 0, "lr": 1.0e+30, "batch_size": 2,
+                       "micro_batch_size": 2, "seq_len": 32, "sample_prompts": [], "progress": False}]}
+    p = tmp_path / "pt.yaml"
+    p.write_text(yaml.safe_dump(cfg))
+    rc = main(["run", str(p)])
+    err = [x for x in capsys.readouterr().err.splitlines() if x.startswith("error:")]
+    assert rc != 0 and len(err) == 1 and "stage pt" in err[0] and "diverged at step" in err[0], err
+    d = tmp_path / "out" / "pt"
+    assert not (d / "done.json").exists() and not (d / "model").exists()
+    for ck in d.glob("checkpoints/step_*"):
+        sd = load_file(str(ck / "model.safetensors"))
+        assert all(torch.isfinite(t).all() for t in sd.values()), ck
