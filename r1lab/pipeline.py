@@ -570,8 +570,9 @@ def _run_locked(cfg: PipelineConfig, out: Path, from_stage, only, console, names
             "artifacts": artifact_manifest(d),
         })
         register(s.name)
-        console.print(f"[green]✓[/] {s.name} finished in {secs:.1f} s: " +
-                      ", ".join(f"{k}={_fmt(v)}" for k, v in list(metrics.items())[:6] if not isinstance(v, (dict, list))))
+        console.print(f"✓ {s.name} finished in {secs:.1f} s: " +   # metric values are data: no markup
+                      ", ".join(f"{k}={_fmt(v)}" for k, v in list(metrics.items())[:6] if not isinstance(v, (dict, list))),
+                      style="green", markup=False, highlight=False)
         results.append({"name": s.name, "kind": s.kind, "action": "resumed" if resume else "ran",
                         "seconds": secs, "metrics": metrics})
 

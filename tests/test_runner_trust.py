@@ -472,3 +472,12 @@ def test_pretrain_divergence_stops_the_loop_before_a_non_finite_checkpoint(tmp_p
     for ck in d.glob("checkpoints/step_*"):
         sd = load_file(str(ck / "model.safetensors"))
         assert all(torch.isfinite(t).all() for t in sd.values()), ck
+
+
+def test_corrupt_parquet_fails_the_run_in_one_line(tmp_path, tiny_model, capsys):
+    data = tmp_path / "d.parquet"
+    data.write_bytes(b"PAR1 this is not parquet")
+    p = _write(tmp_path, tiny_model, [_sft(data=[str(data)])])
+    rc = main(["run", str(p)])
+    err = _one_line_error(capsys)
+    assert rc != 0 and "stage a" in err and str(data) in err, err

@@ -70,7 +70,13 @@ def load_spec(spec, output_dir: str | Path = ".", seed: int = 0, base_dir: str |
         p = Path(spec.path)
         if not p.is_absolute() and base_dir is not None and not p.exists():
             p = Path(base_dir) / p
-        ds = load_path(p, split=spec.split)
+        try:
+            ds = load_path(p, split=spec.split)
+        except DataError:
+            raise
+        except Exception as e:  # noqa: BLE001  (parquet / datasets dirs / json: name the file, in one line)
+            msg = str(e).splitlines()[0] if str(e) else ""
+            raise DataError(f"{p}: cannot read it as data ({type(e).__name__}: {msg[:200]})") from None
     else:
         d = Path(output_dir) / spec.stage / "data"
         if spec.file:
