@@ -53,6 +53,7 @@ def cmd_validate(args) -> int:
 def cmd_status(args) -> int:
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     from r1lab.pipeline import status
 
@@ -64,7 +65,8 @@ def cmd_status(args) -> int:
     for st in status(cfg):
         m = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in list(st.metrics.items())[:4]
                       if not isinstance(v, (dict, list)))
-        table.add_row(st.name, st.kind, f"[{colors[st.state]}]{st.state}", st.reason, m)
+        table.add_row(Text(st.name), Text(st.kind), Text(st.state, style=colors.get(st.state, "red")), Text(st.reason),
+                      Text(m))
     Console().print(table)
     return 0
 

@@ -31,7 +31,20 @@ import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from r1lab.stages import StageKindError, get_stage_module
-from r1lab.stages.base import StageParams
+from r1lab.stages.base import StageParams, check_number
+
+MAX_TASK_ROWS = 1_000_000       # a task source generates its rows in memory (validate does too): bound it
+
+
+class _Sane(BaseModel):
+    """Numbers are finite, a bool is not a number, counts are bounded (as in StageParams)."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _sane_numbers(cls, v, info: ValidationInfo):
+        return check_number(v, cls.model_fields[info.field_name].annotation, info.field_name)
 
 FALLBACK_PRESETS = ("nano", "tiny", "student", "small")
 RESERVED_STAGE_KEYS = ("name", "kind", "from", "description")
@@ -81,17 +94,18 @@ def check_reward(spec: str) -> str:
 RewardSpec = Annotated[str, AfterValidator(check_reward)]
 
 
-class DataSpec(BaseModel):
+class DataSpec(_Sane):
     """One data source. Strings work too: 'task:arithmetic', 'stage:rs', or a path."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     task: str | None = None
     path: str | None = None
     stage: str | None = None
     file: str | None = Field(None, description="with stage: one file of its data/ (default: all *.jsonl)")
     split: Literal["train", "test"] = "train"
-    n: int | None = Field(None, ge=1, description="rows (task default 1000; path/stage: first n)")
+    n: int | None = Field(None, ge=1, le=100_000_000, description="rows (task default 1000, at most "
+                          f"{MAX_TASK_ROWS}; path/stage: first n)")
     difficulty: int | list[int] | None = None
     seed: int | None = None
     weight: float = Field(1.0, gt=0)
@@ -107,6 +121,13 @@ class DataSpec(BaseModel):
                 if v.startswith(k + ":"):
                     return {k: v[len(k) + 1:]}
             return {"path": v}
+        return v
+
+    @field_validator("n")
+    @classmethod
+    def _task_rows_bound(cls, v, info: ValidationInfo):
+        if v is not None and info.data.get("task") and v > MAX_TASK_ROWS:
+            raise ValueError(f"a task source makes at most {MAX_TASK_ROWS} rows (generated in memory), got {v}")
         return v
 
     @model_validator(mode="after")
@@ -136,6 +157,8 @@ class DataSpec(BaseModel):
                     self.path = str(Path(base) / p)
                 elif ctx.get("check_paths", True):
                     raise ValueError(f"data file not found: {self.path}")
+            if ctx.get("check_paths", True):
+                _check_data_file(Path(self.path))
         return self
 
     def describe(self) -> str:
@@ -144,12 +167,22 @@ class DataSpec(BaseModel):
         return f"path:{self.path}" if self.path else f"stage:{self.stage}"
 
 
-class TokenizerSpec(BaseModel):
+def _check_data_file(p: Path, max_bytes: int = 256 << 20) -> None:
+    """A local .jsonl data file must be UTF-8 JSON objects, one a line, and hold at least one row."""
+    if not (p.is_file() and p.suffix.lower() == ".jsonl") or p.stat().st_size > max_bytes:
+        return
+    from r1lab.stages.base import read_jsonl
+
+    if not read_jsonl(p, strict=True):
+        raise ValueError(f"{p}: no rows")
+
+
+class TokenizerSpec(_Sane):
     """Train a byte-level BPE (base_model.tokenizer.train_tokenizer) on the synthetic corpus + task texts."""
 
-    model_config = ConfigDict(extra="forbid")
-    vocab_size: int = Field(4096, ge=300)
-    docs: int = Field(2000, ge=10, description="documents of base_model.corpus.synthetic_corpus to train on")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    vocab_size: int = Field(4096, ge=300, le=1 << 20)
+    docs: int = Field(2000, ge=10, le=10_000_000, description="documents of base_model.corpus.synthetic_corpus to train on")
     seed: int | None = None
 
 
@@ -180,8 +213,8 @@ class Stage(BaseModel):
                 "params": self.params.model_dump(mode="json") if isinstance(self.params, BaseModel) else self.params}
 
 
-class PipelineConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+class PipelineConfig(_Sane):
+    model_config = ConfigDict(extra="forbid", protected_namespaces=(), allow_inf_nan=False)
 
     name: str = Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
     description: str = ""
@@ -227,7 +260,13 @@ def load_yaml(path: str | Path) -> dict:
     if not p.exists():
         raise ConfigError(p, "", "file not found")
     try:
-        raw = yaml.safe_load(p.read_text())
+        text = p.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(p, f"byte {e.start}", f"not UTF-8 text (0x{e.object[e.start]:02x}); save the file as UTF-8") from None
+    except OSError as e:
+        raise ConfigError(p, "", f"cannot read: {e.strerror or e}") from None
+    try:
+        raw = yaml.safe_load(text)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark else "yaml"
@@ -457,6 +496,12 @@ def validate(raw: dict, file="<config>", base_dir: str | Path | None = None) -> 
         if stage.from_ is not None and stage.from_ not in seen:
             where = f"earlier stages: {', '.join(seen)}" if seen else "it is the first stage"
             raise ConfigError(file, f"{label}.from", f"{stage.from_!r} names no earlier stage ({where})")
+        if stage.from_ is not None:
+            src = stages[seen.index(stage.from_)]
+            if not getattr(get_stage_module(src.kind), "PRODUCES_MODEL", True):
+                with_models = [x.name for x in stages if getattr(get_stage_module(x.kind), "PRODUCES_MODEL", True)]
+                raise ConfigError(file, f"{label}.from", f"{stage.from_!r} is a {src.kind} stage, which saves no model; "
+                                  f"name a stage that does ({', '.join(with_models) or 'none before this one'})")
         for at, ref in _stage_refs(stage.params):
             if ref not in seen:
                 raise ConfigError(file, f"{label}.{at}.stage", f"{ref!r} names no earlier stage "

@@ -9,8 +9,13 @@ For each stage, in order:
   attempt.json with the same fingerprint, no done.json -> run again; the stage resumes from its newest
       complete checkpoint (ctx.resume_checkpoint())
   otherwise -> delete done.json, wipe the stage dir, run from scratch
-After `run(ctx)` returns: plots from metrics.jsonl, report.md, then done.json (atomically, last). A kill at
-any moment therefore leaves either a done.json that describes complete artifacts, or no done.json.
+After `run(ctx)` returns: model/ must hold finite weights, then plots from metrics.jsonl, report.md, then
+done.json (atomically, last), which lists size and sha256 of every file under model/, data/ and adapter/ (a
+done.json whose files no longer match is not done). A kill at any moment therefore leaves either a done.json
+that describes complete artifacts, or no done.json.
+
+Ownership: a run holds an flock on OUTPUT_DIR/.r1lab-lock (one runner per dir), marks OUTPUT_DIR with
+.r1lab-run and each stage dir with .r1lab-stage, and wipes only dirs so marked. status / validate only read.
 """
 from __future__ import annotations
 
@@ -19,6 +24,7 @@ import json
 import os
 import shutil
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,7 +33,8 @@ from pydantic import BaseModel
 
 from r1lab.config import DataSpec, PipelineConfig, TokenizerSpec, _stage_refs, known_presets
 from r1lab.stages import get_stage_module
-from r1lab.stages.base import StageContext, atomic_dir, atomic_write_json, atomic_write_text, read_jsonl
+from r1lab.stages.base import (StageContext, StageFailure, TrainingDiverged, atomic_dir, atomic_write_json,
+                               atomic_write_text, nonfinite_tensors, read_jsonl)
 
 DONE, ATTEMPT = "done.json", "attempt.json"
 
@@ -106,13 +113,51 @@ def _data_specs(obj):
             yield from _data_specs(x)
 
 
+# ----------------------------------------------------------------------------- what done.json vouches for
+
+ARTIFACT_DIRS = ("model", "data", "adapter")
+
+
+def _sha_file(f: Path) -> str:
+    h = hashlib.sha256()
+    with open(f, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def artifact_manifest(d: Path) -> dict:
+    """{relative path: {size, sha256}} of every file under the stage's model/, data/ and adapter/."""
+    out = {}
+    for sub in ARTIFACT_DIRS:
+        for f in sorted((d / sub).rglob("*")) if (d / sub).is_dir() else []:
+            if f.is_file():
+                out[str(f.relative_to(d))] = {"size": f.stat().st_size, "sha256": _sha_file(f)}
+    return out
+
+
+def artifacts_problem(d: Path, done: dict) -> str | None:
+    """Why the artifacts a done.json vouches for are not the ones it recorded (missing, resized, changed), or None.
+    A done.json from before the manifest existed has none to check."""
+    for rel, want in (done.get("artifacts") or {}).items():
+        f = d / rel
+        if not f.is_file():
+            return f"{rel} is missing"
+        size = f.stat().st_size
+        if size != want.get("size"):
+            return f"{rel} is {size} bytes, {want.get('size')} when the stage finished"
+        if want.get("sha256") and _sha_file(f) != want["sha256"]:
+            return f"{rel} changed since the stage finished (sha256 differs)"
+    return None
+
+
 # ----------------------------------------------------------------------------- status
 
 @dataclass
 class StageStatus:
     name: str
     kind: str
-    state: str          # done | stale | resumable | pending
+    state: str          # done | stale | resumable | pending | damaged
     reason: str
     fingerprint: str
     metrics: dict = field(default_factory=dict)
@@ -134,8 +179,11 @@ def status(cfg: PipelineConfig) -> list[StageStatus]:
         d = out / s.name
         done, att = _read_json(d / DONE), _read_json(d / ATTEMPT)
         fp = fps[s.name]
-        if done and done.get("fingerprint") == fp:
+        damaged = artifacts_problem(d, done) if done and done.get("fingerprint") == fp else None
+        if done and done.get("fingerprint") == fp and not damaged:
             res.append(StageStatus(s.name, s.kind, "done", "fingerprint matches", fp, done.get("metrics", {})))
+        elif damaged:
+            res.append(StageStatus(s.name, s.kind, "damaged", f"{damaged}; a run redoes it", fp))
         elif att and att.get("fingerprint") == fp:
             ck = StageContext(name=s.name, kind=s.kind, params=s.params, out_dir=d, output_dir=out, seed=cfg.seed,
                               model_spec=cfg.model).resume_checkpoint()
@@ -305,6 +353,43 @@ def run_report(cfg: PipelineConfig, out: Path, results: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+# ----------------------------------------------------------------------------- run lock
+
+LOCK_FILE = ".r1lab-lock"
+
+
+@contextmanager
+def run_lock(out: Path):
+    """One runner per output dir: an exclusive flock on OUTPUT_DIR/.r1lab-lock, held for the whole run. The
+    kernel drops it when the holder dies (kill -9 included), so a lock left by a dead run is simply taken over;
+    the file itself only says who holds it (pid, host, since), for the message a second runner prints."""
+    import fcntl
+    import socket
+
+    path = Path(out) / LOCK_FILE
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        try:
+            holder = json.loads(os.pread(fd, 4096, 0).decode() or "{}")
+        except (ValueError, OSError):
+            holder = {}
+        os.close(fd)
+        since = holder.get("since")
+        when = time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(since)) if isinstance(since, (int, float)) else "?"
+        raise PipelineError(f"{out}: another r1lab run holds this output dir (pid {holder.get('pid', '?')} on host "
+                            f"{holder.get('host', '?')} since {when}); wait for it to end or stop it, then rerun") from None
+    try:
+        info = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()}).encode()
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, info, 0)
+        os.fsync(fd)
+        yield path
+    finally:
+        os.close(fd)     # releases the flock; the file stays (unlinking it would race a runner that just opened it)
+
+
 # ----------------------------------------------------------------------------- run
 
 def _console(console=None):
@@ -318,6 +403,7 @@ def _console(console=None):
 def run_pipeline(cfg: PipelineConfig, from_stage: str | None = None, only: str | None = None, console=None) -> list[dict]:
     """Run (or skip / resume) every stage. Returns one dict per stage: name, kind, action
     (skipped | ran | resumed), seconds, metrics."""
+    _refuse_multi_process()
     console = _console(console)
     _quiet_libraries()
     names = [s.name for s in cfg.stage_list]
@@ -325,7 +411,60 @@ def run_pipeline(cfg: PipelineConfig, from_stage: str | None = None, only: str |
         if v is not None and v not in names:
             raise PipelineError(f"{flag} {v}: no such stage; stages: {', '.join(names)}")
     out = Path(cfg.output_dir)
+    _check_output_dir(out)
     out.mkdir(parents=True, exist_ok=True)
+    with run_lock(out):
+        if not (out / RUN_MARKER).exists():
+            atomic_write_json(out / RUN_MARKER, {"name": cfg.name, "created": time.time(), "version": r1lab.__version__})
+        return _run_locked(cfg, out, from_stage, only, console, names)
+
+
+def _refuse_multi_process() -> None:
+    """Stages run in one process. Under torchrun every rank would run the whole runner over the same dir (each
+    writing the model, done.json over a model dir without weights): refuse before touching anything."""
+    ws = os.environ.get("WORLD_SIZE", "1").strip()
+    if ws.isdigit() and int(ws) > 1:
+        raise PipelineError(f"r1lab run: WORLD_SIZE={ws} (torchrun or another launcher started {ws} processes), but "
+                            "pipeline stages run in one process; start `r1lab run` without torchrun (data-parallel "
+                            "pretraining: torchrun -m base_model.pretrain)")
+
+
+# ----------------------------------------------------------------------------- what r1lab owns
+
+RUN_MARKER = ".r1lab-run"        # OUTPUT_DIR is a run dir: r1lab may write and delete its own things in it
+STAGE_MARKER = ".r1lab-stage"    # OUTPUT_DIR/STAGE was made by r1lab: it may be wiped when the stage reruns
+
+
+def _is_run_dir(out: Path) -> bool:
+    # the lock file: a runner that just took the lock and has not written the marker yet;
+    # pipeline.resolved.yaml: a run dir made before the marker existed (r1lab writes it first thing)
+    return any((out / f).is_file() for f in (RUN_MARKER, LOCK_FILE, "pipeline.resolved.yaml"))
+
+
+def _check_output_dir(out: Path) -> None:
+    """Refuse an output dir that exists, is not empty and is not an r1lab run: r1lab would write (and, on reruns,
+    delete) stage dirs in it."""
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise PipelineError(f"output_dir {out}: exists and is not a directory")
+    if not _is_run_dir(out) and any(out.iterdir()):
+        raise PipelineError(f"output_dir {out}: exists, is not empty and is not an r1lab run (no {RUN_MARKER}); "
+                            "pick a new or empty output_dir (r1lab deletes only what it wrote)")
+
+
+def _owns_stage_dir(d: Path) -> bool:
+    return any((d / m).exists() for m in (STAGE_MARKER, DONE, ATTEMPT))
+
+
+def _claim_stage_dir(name: str, d: Path) -> None:
+    """Before wiping OUTPUT_DIR/STAGE: it must be one r1lab made (a user dir named like a stage is never deleted)."""
+    if d.exists() and (not d.is_dir() or not _owns_stage_dir(d)):
+        raise PipelineError(f"stage {name}: {d} exists but was not written by r1lab (no {STAGE_MARKER}); "
+                            "move it away or rename the stage")
+
+
+def _run_locked(cfg: PipelineConfig, out: Path, from_stage, only, console, names) -> list[dict]:
     import yaml
 
     atomic_write_text(out / "pipeline.resolved.yaml", yaml.safe_dump(cfg.resolved(), sort_keys=False))
@@ -364,6 +503,11 @@ def run_pipeline(cfg: PipelineConfig, from_stage: str | None = None, only: str |
         fp = fps[s.name]
         done = _read_json(d / DONE)
         is_done = bool(done and done.get("fingerprint") == fp)
+        if is_done and (why := artifacts_problem(d, done)):
+            console.print(f"! {s.name}: its artifacts are damaged ({why}); redoing the stage", style="yellow",
+                          markup=False, highlight=False)
+            (d / DONE).unlink()
+            is_done, done = False, None
         force = (start_idx is not None and i >= start_idx) or only == s.name
         if only and s.name != only:
             if is_done:
@@ -379,12 +523,15 @@ def run_pipeline(cfg: PipelineConfig, from_stage: str | None = None, only: str |
             continue
         att = _read_json(d / ATTEMPT)
         resume = not force and bool(att and att.get("fingerprint") == fp) and not is_done
+        _claim_stage_dir(s.name, d)
         if not resume:
             if (d / DONE).exists():
                 (d / DONE).unlink()          # first, so a kill while wiping never leaves a trusted done.json
             if d.exists():
                 shutil.rmtree(d)
         d.mkdir(parents=True, exist_ok=True)
+        if not (d / STAGE_MARKER).exists():
+            atomic_write_text(d / STAGE_MARKER, "written by r1lab: this dir is wiped when the stage reruns\n")
         atomic_write_json(d / ATTEMPT, {"fingerprint": fp, "started": time.time(),
                                         "attempts": (att or {}).get("attempts", 0) + 1 if resume else 1})
         why = "resuming an interrupted run" if resume else ("forced" if force else
@@ -400,8 +547,18 @@ def run_pipeline(cfg: PipelineConfig, from_stage: str | None = None, only: str |
         t0 = time.time()
         try:
             metrics = mod.run(ctx) or {}
+            _check_model_dir(s.name, d / "model")
+        except TrainingDiverged as e:
+            ctx.drop_nonfinite_checkpoints()
+            left = ctx.checkpoints()
+            where = (f"the last finite checkpoint, {left[0][1].name}, is the resume point" if left
+                     else "no finite checkpoint was saved; a rerun starts the stage over")
+            raise PipelineError(f"stage {s.name} failed: {e} ({where}; lower lr or check the data before rerunning)") from None
+        except StageFailure as e:
+            raise PipelineError(f"stage {s.name} failed: {e}") from None
         except Exception as e:
-            console.print(f"[red]✗ {s.name} failed: {type(e).__name__}: {e}[/]\n  (rerun to resume from its last checkpoint)")
+            console.print(f"✗ {s.name} failed: {type(e).__name__}: {e}\n  (rerun to resume from its last checkpoint)",
+                          style="red", markup=False, highlight=False)
             raise
         secs = time.time() - t0
         plots = make_plots(ctx.metrics_path, ctx.plots_dir)
@@ -410,10 +567,12 @@ def run_pipeline(cfg: PipelineConfig, from_stage: str | None = None, only: str |
             "fingerprint": fp, "name": s.name, "kind": s.kind, "config": s.resolved(),
             "inputs": {dep: fps[dep] for dep in s.depends_on()}, "version": r1lab.__version__,
             "metrics": metrics, "seconds": round(secs, 2), "finished": time.time(), "resumed": resume,
+            "artifacts": artifact_manifest(d),
         })
         register(s.name)
-        console.print(f"[green]✓[/] {s.name} finished in {secs:.1f} s: " +
-                      ", ".join(f"{k}={_fmt(v)}" for k, v in list(metrics.items())[:6] if not isinstance(v, (dict, list))))
+        console.print(f"✓ {s.name} finished in {secs:.1f} s: " +   # metric values are data: no markup
+                      ", ".join(f"{k}={_fmt(v)}" for k, v in list(metrics.items())[:6] if not isinstance(v, (dict, list))),
+                      style="green", markup=False, highlight=False)
         results.append({"name": s.name, "kind": s.kind, "action": "resumed" if resume else "ran",
                         "seconds": secs, "metrics": metrics})
 
@@ -422,6 +581,22 @@ def run_pipeline(cfg: PipelineConfig, from_stage: str | None = None, only: str |
         if all(r["action"] == "skipped" for r in results):
             console.print(f"[bold green]Every stage is done[/] ({len(results)} stages); nothing to run.")
     return results
+
+
+def _check_model_dir(stage: str, model_dir: Path) -> None:
+    """A stage that wrote model/ is done only if model/ holds weights and they are finite."""
+    if not model_dir.exists():
+        return
+    weights = sorted(model_dir.glob("*.safetensors")) + sorted(model_dir.glob("*.bin"))
+    if not weights:
+        raise StageFailure(f"{model_dir} holds no weights (*.safetensors / *.bin); not marking the stage done")
+    if any(w.suffix == ".safetensors" for w in weights):
+        try:
+            bad = nonfinite_tensors(model_dir)
+        except Exception as e:  # noqa: BLE001
+            raise StageFailure(f"{model_dir}: weights unreadable ({type(e).__name__}: {e})") from None
+        if bad:
+            raise TrainingDiverged(stage, -1, f"the saved model has non-finite weights ({', '.join(bad)})")
 
 
 def _quiet_libraries() -> None:

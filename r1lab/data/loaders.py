@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from r1lab.stages.base import read_jsonl
+from r1lab.stages.base import DataError, read_jsonl
 
 
 def load_path(path: str | Path, split: str | None = None):
@@ -31,11 +31,14 @@ def load_path(path: str | Path, split: str | None = None):
         return _concat_rows([r for d in parts for r in d.to_list()])
     suffix = p.suffix.lower()
     if suffix in (".jsonl", ".json"):
-        if suffix == ".json" and p.read_text()[:1].strip() == "[":
-            import json
+        try:
+            if suffix == ".json" and p.read_text(encoding="utf-8")[:1].strip() == "[":
+                import json
 
-            return datasets.Dataset.from_list(json.loads(p.read_text()))
-        return datasets.Dataset.from_list(read_jsonl(p))
+                return datasets.Dataset.from_list(json.loads(p.read_text(encoding="utf-8")))
+            return datasets.Dataset.from_list(read_jsonl(p, strict=True))
+        except (UnicodeDecodeError, ValueError) as e:
+            raise DataError(str(e) if str(p) in str(e) else f"{p}: {type(e).__name__}: {str(e).splitlines()[0]}") from None
     if suffix == ".parquet":
         import pyarrow.parquet as pq
 
@@ -67,7 +70,13 @@ def load_spec(spec, output_dir: str | Path = ".", seed: int = 0, base_dir: str |
         p = Path(spec.path)
         if not p.is_absolute() and base_dir is not None and not p.exists():
             p = Path(base_dir) / p
-        ds = load_path(p, split=spec.split)
+        try:
+            ds = load_path(p, split=spec.split)
+        except DataError:
+            raise
+        except Exception as e:  # noqa: BLE001  (parquet / datasets dirs / json: name the file, in one line)
+            msg = str(e).splitlines()[0] if str(e) else ""
+            raise DataError(f"{p}: cannot read it as data ({type(e).__name__}: {msg[:200]})") from None
     else:
         d = Path(output_dir) / spec.stage / "data"
         if spec.file:
@@ -75,14 +84,17 @@ def load_spec(spec, output_dir: str | Path = ".", seed: int = 0, base_dir: str |
         else:
             files = sorted(d.glob("*.jsonl"))
             if not files:
-                raise FileNotFoundError(f"stage {spec.stage!r} wrote no data/*.jsonl under {d}")
-            ds = _concat_rows([r for f in files for r in read_jsonl(f)])
+                raise DataError(f"stage {spec.stage!r} wrote no data/*.jsonl under {d}")
+            try:
+                ds = _concat_rows([r for f in files for r in read_jsonl(f, strict=True)])
+            except ValueError as e:
+                raise DataError(str(e)) from None
     if spec.columns:
         ds = ds.rename_columns({k: v for k, v in spec.columns.items() if k in ds.column_names})
     if spec.n is not None and not spec.task and len(ds) > spec.n:
         ds = ds.select(range(spec.n))
     if len(ds) == 0:
-        raise ValueError(f"data source {spec.describe()} is empty")
+        raise DataError(f"data source {spec.describe()} has no rows")
     return ds
 
 

@@ -27,15 +27,89 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator
 
 COMPLETE_MARKER = ".complete"  # a checkpoint dir is trusted only once this file exists
+MAX_INT = 2**31 - 1                                   # no count in a stage is sanely above this
+MAX_BATCH = 1 << 16                                   # per-device batch-like counts above this are typos
+BATCH_LIKE = re.compile(r"(^|_)(batch_size|grad_accum|num_generations|prompts_per_step|gradient_accumulation_steps)$")
 
 
 class StageParams(BaseModel):
-    """Base of every stage kind's `Params`: unknown keys are errors, so typos fail validation."""
+    """Base of every stage kind's `Params`: unknown keys are errors, so typos fail validation; numbers must be
+    finite (no .inf / .nan), a bool is not a number (`max_steps: true`), and counts have sane upper bounds."""
 
-    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+    model_config = ConfigDict(extra="forbid", protected_namespaces=(), allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _sane_numbers(cls, v, info: ValidationInfo):
+        return check_number(v, cls.model_fields[info.field_name].annotation, info.field_name)
+
+
+def _ann_types(ann) -> set:
+    import typing
+
+    args = typing.get_args(ann)
+    if not args:
+        return {ann}
+    out = set()
+    for a in args:
+        out |= _ann_types(a)
+    return out
+
+
+def check_number(v, annotation, name: str = ""):
+    """Reject a bool where a number is expected, and absurdly large counts (a before-validator helper)."""
+    types = _ann_types(annotation)
+    numeric = bool(types & {int, float}) and bool not in types
+    if not numeric:
+        return v
+    if isinstance(v, bool):
+        raise ValueError(f"expected a number, got {str(v).lower()}")
+    if int in types and float not in types and isinstance(v, (int, float)) and v == v and abs(v) != float("inf"):
+        cap = MAX_BATCH if BATCH_LIKE.search(name or "") else MAX_INT
+        if abs(v) > cap:
+            raise ValueError(f"expected at most {cap}, got {v:g}" if isinstance(v, float) else f"expected at most {cap}, got {v}")
+    return v
+
+
+# ----------------------------------------------------------------------------- failures a stage reports in one line
+
+class StageFailure(RuntimeError):
+    """A stage cannot go on for a reason the user can act on (bad data, divergence): the pipeline reports
+    str(e) in one line naming the stage, without a traceback."""
+
+
+class DataError(StageFailure, ValueError):
+    """A data source cannot be used (unreadable, empty, a column missing): one line naming file, key or column."""
+
+
+class TrainingDiverged(StageFailure):
+    """A non-finite loss, gradient or weight: the stage stops before anything non-finite is saved."""
+
+    def __init__(self, stage: str, step: int, what: str):
+        self.stage, self.step, self.what = stage, step, what
+        super().__init__(f"training diverged at step {step}: {what}" if step >= 0 else f"training diverged: {what}")
+
+
+def nonfinite_tensors(path: str | Path, limit: int = 3) -> list[str]:
+    """Names of floating tensors holding NaN or inf in a .safetensors file, or in every *.safetensors of a dir."""
+    import torch
+    from safetensors import safe_open
+
+    p = Path(path)
+    files = [p] if p.is_file() else sorted(p.glob("*.safetensors"))
+    bad = []
+    for f in files:
+        with safe_open(str(f), framework="pt") as fh:
+            for k in fh.keys():
+                t = fh.get_tensor(k)
+                if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+                    bad.append(k)
+                    if len(bad) >= limit:
+                        return bad
+    return bad
 
 
 # ----------------------------------------------------------------------------- atomic file helpers
@@ -85,22 +159,59 @@ def atomic_dir(path: str | Path):
         raise
 
 
-def read_jsonl(path: str | Path) -> list[dict]:
-    """Read a JSONL file, skipping a torn last line (a kill -9 while appending)."""
+def read_jsonl(path: str | Path, strict: bool = False) -> list[dict]:
+    """Read a JSONL file of objects.
+
+    strict (data files): any line that is not UTF-8 JSON object raises ValueError naming the file and line.
+    Otherwise (our own logs, appended line by line): a torn line (a kill -9 while appending) is skipped with a
+    warning on stderr."""
+    import sys
+
     rows = []
     p = Path(path)
     if not p.exists():
         return rows
-    with open(p, encoding="utf-8") as f:
-        for line in f:
-            line = line.strip()
-            if not line:
-                continue
+    with open(p, "rb") as f:
+        for i, raw in enumerate(f, 1):
             try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
+                line = raw.decode("utf-8").strip()
+                if not line:
+                    continue
+                row = json.loads(line)
+                if not isinstance(row, dict):
+                    raise ValueError(f"expected a JSON object, got {type(row).__name__}")
+            except (UnicodeDecodeError, ValueError) as e:
+                what = "not UTF-8" if isinstance(e, UnicodeDecodeError) else f"not a JSON object ({str(e).splitlines()[0][:80]})"
+                if strict:
+                    raise ValueError(f"{p}: line {i}: {what}") from None
+                print(f"warning: {p}: line {i}: {what}; skipped (a torn write?)", file=sys.stderr)
                 continue
+            rows.append(row)
     return rows
+
+
+def drop_torn_lines(path: str | Path) -> int:
+    """Rewrite a JSONL log without its unreadable lines (warning on stderr); returns how many were dropped.
+    For logs that other code parses strictly (base_model.pretrain reads metrics.jsonl with json.loads)."""
+    p = Path(path)
+    if not p.exists():
+        return 0
+    data = p.read_bytes()
+    good = []
+    for raw in data.splitlines(keepends=True):
+        try:
+            if raw.strip():
+                json.loads(raw.decode("utf-8"))
+            good.append(raw if raw.endswith(b"\n") else raw + b"\n")
+        except (UnicodeDecodeError, ValueError):
+            continue
+    dropped = sum(1 for r in data.splitlines() if r.strip()) - sum(1 for r in good if r.strip())
+    if dropped:
+        import sys
+
+        print(f"warning: {p}: dropped {dropped} torn line(s) (a kill while appending)", file=sys.stderr)
+        atomic_write_text(p, b"".join(good).decode("utf-8"))
+    return dropped
 
 
 def write_jsonl(path: str | Path, rows: Iterable[dict]) -> Path:
@@ -254,27 +365,85 @@ class StageContext:
                 tokenizer.save_pretrained(tmp)
         return self.model_dir
 
-    def resume_checkpoint(self) -> str | None:
-        """The newest complete `checkpoints/checkpoint-N` (with its `.complete` marker), or None.
+    def resume_checkpoint(self, verify: bool = True) -> str | None:
+        """The newest complete `checkpoints/checkpoint-N` (with its `.complete` marker) whose files check out
+        (`checkpoint_problem`), or None: a damaged newest checkpoint falls back to the previous good one.
 
-        Incomplete ones (a kill during the save) are deleted so nothing half-written is ever loaded."""
+        Read-only (`r1lab status` calls it): incomplete ones (a kill during the save) are skipped here and
+        deleted only by a running stage, with `discard_incomplete_checkpoints()`."""
         best, best_step = None, -1
         if not self.checkpoint_dir.is_dir():
             return None
         for d in self.checkpoint_dir.iterdir():
             m = re.fullmatch(r"checkpoint-(\d+)", d.name)
-            if not (m and d.is_dir()):
+            if not (m and d.is_dir()) or not (d / COMPLETE_MARKER).exists():
                 continue
-            if not (d / COMPLETE_MARKER).exists():
-                shutil.rmtree(d, ignore_errors=True)
-                continue
-            if int(m.group(1)) > best_step:
+            if int(m.group(1)) > best_step and (not verify or checkpoint_problem(d) is None):
                 best, best_step = str(d), int(m.group(1))
         return best
 
+    def discard_incomplete_checkpoints(self) -> list[Path]:
+        """Delete `checkpoint-N` dirs without the `.complete` marker (a kill during the save). Only a running stage
+        calls this (the pipeline holds the output dir's run lock then), never a read command."""
+        gone = []
+        if self.checkpoint_dir.is_dir():
+            for d in self.checkpoint_dir.iterdir():
+                if re.fullmatch(r"checkpoint-\d+", d.name) and d.is_dir() and not (d / COMPLETE_MARKER).exists():
+                    shutil.rmtree(d, ignore_errors=True)
+                    gone.append(d)
+        return gone
+
+    def set_aside_bad_checkpoints(self) -> list[Path]:
+        """Run path only: rename complete-but-corrupt checkpoints (truncated or damaged files) to .corrupt-NAME, so
+        the newest good one is resumed from and no later save lands in a dir that still says `.complete`."""
+        moved = []
+        for _, d in self.checkpoints():
+            if (d.name.startswith("checkpoint-") and not (d / COMPLETE_MARKER).exists()):
+                continue
+            why = checkpoint_problem(d)
+            if why:
+                self.print(f"{self.name}: checkpoint {d.name} is damaged ({why}); set aside, using an older one",
+                           style="yellow", markup=False)
+                dest = d.with_name(f".corrupt-{d.name}")
+                if dest.exists():
+                    shutil.rmtree(dest, ignore_errors=True)
+                os.replace(d, dest)
+                moved.append(dest)
+        return moved
+
+    def checkpoints(self) -> list[tuple[int, Path]]:
+        """(step, dir) of every checkpoint dir, newest first: TRL's checkpoint-N and base_model.pretrain's step_N."""
+        if not self.checkpoint_dir.is_dir():
+            return []
+        out = []
+        for d in self.checkpoint_dir.iterdir():
+            m = re.fullmatch(r"(?:checkpoint-|step_)(\d+)", d.name)
+            if m and d.is_dir():
+                out.append((int(m.group(1)), d))
+        return sorted(out, reverse=True)
+
+    def drop_nonfinite_checkpoints(self) -> list[Path]:
+        """After a divergence: delete the newest checkpoints whose weights hold NaN/inf (ours, in our stage dir),
+        so the newest left is the last finite one and a rerun resumes there. Returns what it deleted."""
+        dropped = []
+        for _, d in self.checkpoints():
+            try:
+                bad = nonfinite_tensors(d)
+            except Exception:  # noqa: BLE001  (unreadable: leave it to the resume-time checks)
+                break
+            if not bad:
+                break
+            shutil.rmtree(d, ignore_errors=True)
+            dropped.append(d)
+        return dropped
+
     @staticmethod
     def mark_checkpoint_complete(checkpoint: str | Path) -> None:
-        atomic_write_text(Path(checkpoint) / COMPLETE_MARKER, "ok\n")
+        """The commit point of a checkpoint: `.complete` lists every file's size (checked before a resume)."""
+        d = Path(checkpoint)
+        sizes = {str(f.relative_to(d)): f.stat().st_size for f in sorted(d.rglob("*"))
+                 if f.is_file() and f.name != COMPLETE_MARKER and not f.name.startswith(".")}
+        atomic_write_json(d / COMPLETE_MARKER, {"sizes": sizes})
 
     def trainer_callback(self, total_steps: int | None = None):
         """A transformers TrainerCallback: logs to metrics.jsonl, shows rich progress, marks checkpoints complete,
@@ -282,6 +451,63 @@ class StageContext:
         from r1lab.stages._callback import make_callback
 
         return make_callback(self, total_steps)
+
+
+def safetensors_problem(f: Path) -> str | None:
+    """A truncated or damaged .safetensors file (its header says how long it must be), or None."""
+    size = f.stat().st_size
+    try:
+        with open(f, "rb") as fh:
+            n = int.from_bytes(fh.read(8), "little")
+            if n <= 0 or 8 + n > size:
+                return f"{f.name}: truncated header"
+            header = json.loads(fh.read(n))
+    except (OSError, ValueError) as e:
+        return f"{f.name}: unreadable header ({type(e).__name__})"
+    end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
+    if size != 8 + n + end:
+        return f"{f.name}: {size} bytes, its header needs {8 + n + end}"
+    return None
+
+
+def checkpoint_problem(d: Path) -> str | None:
+    """Why a checkpoint dir cannot be trusted (sizes differ from its .complete list, a truncated safetensors file,
+    a torch zip that fails its CRC check, broken JSON), or None."""
+    import zipfile
+
+    d = Path(d)
+    marker = d / COMPLETE_MARKER
+    if marker.exists():
+        try:
+            sizes = json.loads(marker.read_text()).get("sizes", {})
+        except (ValueError, AttributeError):
+            sizes = {}            # an older "ok" marker: no size list
+        for name, size in sizes.items():
+            f = d / name
+            if not f.exists():
+                return f"{name} is missing"
+            if f.stat().st_size != size:
+                return f"{name} is {f.stat().st_size} bytes, {size} when saved"
+    for f in sorted(d.rglob("*")):
+        if not f.is_file() or f.name.startswith("."):
+            continue
+        if f.suffix == ".safetensors":
+            why = safetensors_problem(f)
+            if why:
+                return why
+        elif f.suffix in (".pt", ".pth", ".bin"):
+            try:
+                with zipfile.ZipFile(f) as z:
+                    if z.testzip() is not None:
+                        return f"{f.name}: CRC mismatch"
+            except (zipfile.BadZipFile, OSError, EOFError) as e:
+                return f"{f.name}: damaged ({type(e).__name__})"
+        elif f.suffix == ".json":
+            try:
+                json.loads(f.read_text())
+            except (ValueError, UnicodeDecodeError):
+                return f"{f.name}: broken JSON"
+    return None
 
 
 def _looks_like_path(spec: str) -> bool:

@@ -32,7 +32,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from r1lab.config import DataSpec, RewardSpec
-from r1lab.stages.base import StageContext, StageParams, load_model, load_tokenizer
+from r1lab.stages.base import DataError, StageContext, StageParams, load_model, load_tokenizer
 from r1lab.stages.sft import LoraParams, train_and_save
 
 
@@ -128,21 +128,59 @@ def to_prompt(row: dict, system_prompt: str | None = None) -> dict:
     The other columns stay: TRL hands them to every reward function."""
     prompt = row.get("prompt")
     if prompt is None:
-        raise ValueError(f"grpo rows need a `prompt` column; got columns {sorted(row)}")
+        raise DataError(f"grpo rows need a `prompt` column; got columns {sorted(row)}")
     sys = [{"role": "system", "content": system_prompt}] if system_prompt else []
     msgs = prompt if isinstance(prompt, list) else [{"role": "user", "content": prompt}]
     return {**row, "prompt": sys + msgs}
 
 
+REWARD_COLUMNS = {"code_tests": "tests", "code_tests_fraction": "tests"}   # built-in rewards and the column they read
+
+
+def _source_columns(spec: DataSpec) -> set[str] | None:
+    """The columns a source will have, when known without running earlier stages (a task, a local .jsonl)."""
+    from pathlib import Path
+
+    if spec.task:
+        from r1lab.tasks import task_rows
+
+        cols = set(task_rows(spec.task, n=1, split=spec.split, seed=0, difficulty=spec.difficulty)[0])
+    elif spec.path and Path(spec.path).is_file() and spec.path.endswith(".jsonl"):
+        from r1lab.stages.base import read_jsonl
+
+        cols = {k for r in read_jsonl(spec.path, strict=True) for k, v in r.items() if v is not None}
+    else:
+        return None
+    return {(spec.columns or {}).get(c, c) for c in cols}
+
+
+def check(p: Params, cfg) -> None:
+    """Validation: a reward that reads a column (code_tests: `tests`) needs data that has it."""
+    for spec, col in REWARD_COLUMNS.items():
+        if spec not in p.rewards:
+            continue
+        known = [_source_columns(d) for d in p.data]
+        if all(k is not None for k in known) and not any(col in k for k in known):
+            raise ValueError(f"rewards.{spec}: reads a `{col}` column, and no data source has one "
+                             f"({', '.join(d.describe() for d in p.data)}; e.g. task: code has it)")
+
+
 def build_dataset(ctx: StageContext, p: Params, tok):
     import datasets
 
+    from r1lab.stages.base import DataError
+
     rows = [to_prompt(r, p.system_prompt) for r in ctx.load_mixture(p.data, size=p.mix_size)]
+    for spec, col in REWARD_COLUMNS.items():
+        if spec in p.rewards and not any(r.get(col) is not None for r in rows):
+            raise DataError(f"rewards.{spec}: reads a `{col}` column, and no data row has one "
+                            f"(columns: {', '.join(sorted(rows[0])) if rows else 'none'})")
     if p.max_prompt_length:
         # TRL 1.x no longer truncates prompts; a cut prompt would be a different problem, so drop long ones
         kept = [r for r in rows if len(chat_prompt_ids(tok, r["prompt"])) <= p.max_prompt_length]
         if len(kept) < len(rows):
-            ctx.print(f"[yellow]{ctx.name}: dropped {len(rows) - len(kept)} prompts longer than {p.max_prompt_length} tokens")
+            ctx.print(f"{ctx.name}: dropped {len(rows) - len(kept)} prompts longer than {p.max_prompt_length} tokens",
+                      style="yellow", markup=False)
         if not kept:
             raise ValueError(f"stage {ctx.name}: max_prompt_length: every prompt is longer than {p.max_prompt_length} tokens")
         rows = kept
@@ -198,7 +236,8 @@ def make_config(ctx: StageContext, p: Params, seed: int):
         beta=p.beta, use_bias_correction_kl=p.kl_ratio_correction, loss_type=p.loss_type, epsilon=p.epsilon, epsilon_high=p.epsilon_high,
         scale_rewards=p.scale_rewards, mask_truncated_completions=p.mask_truncated_completions,
         save_strategy="steps", save_steps=p.save_steps, save_total_limit=2,
-        logging_steps=p.logging_steps, logging_first_step=True, report_to=p.report_to or "none",
+        logging_steps=p.logging_steps, logging_first_step=True, logging_nan_inf_filter=False,
+        report_to=p.report_to or "none",
         seed=seed, data_seed=seed, bf16=bf16, fp16=False, use_cpu=not cuda,
         gradient_checkpointing=p.gradient_checkpointing, dataloader_num_workers=0, disable_tqdm=True,
         log_completions=p.log_completions, **extra,

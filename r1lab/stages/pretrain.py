@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pydantic import create_model
 
-from r1lab.stages.base import StageContext, StageParams
+from r1lab.stages.base import StageContext, StageParams, drop_torn_lines, read_jsonl
 
 PIPELINE_OWNED = ("out", "seed", "resume")
 
@@ -35,6 +35,22 @@ def _make_params():
 Params = _make_params()
 
 
+def _divergence_guard(stage: str):
+    """pretrain()'s log-step callback: a non-finite loss or grad_norm stops the loop before that step's
+    checkpoint is written (pretrain logs at every checkpoint step and at the last step)."""
+    import math
+
+    from r1lab.stages.base import TrainingDiverged
+
+    def check(m: dict, step: int) -> None:
+        for k in ("loss", "main_loss", "grad_norm"):
+            v = m.get(k)
+            if isinstance(v, (int, float)) and not math.isfinite(v):
+                raise TrainingDiverged(stage, step, f"{k} is {v}")
+
+    return check
+
+
 def run(ctx: StageContext) -> dict:
     import json
 
@@ -47,10 +63,13 @@ def run(ctx: StageContext) -> dict:
         raise ValueError(f"stage {ctx.name}: pretrain needs a model preset (the pipeline's `model:` is "
                          f"{ctx.model_spec!r}); set `preset:` on the stage")
     tok = given.pop("tokenizer", None) or ctx.tokenizer_path
+    if ctx.resumed:   # base_model.pretrain resumes from the newest step_N and parses metrics.jsonl strictly
+        ctx.set_aside_bad_checkpoints()
+        drop_torn_lines(ctx.metrics_path)
     cfg = PretrainConfig.for_preset(preset, **given, out=str(ctx.out_dir), seed=ctx.seed,
                                     resume=ctx.resumed, **({"tokenizer": tok} if tok else {}))
-    model_dir = pretrain(cfg)
-    rows = [json.loads(x) for x in open(ctx.metrics_path) if x.strip()] if ctx.metrics_path.exists() else []
+    model_dir = pretrain(cfg, callback=_divergence_guard(ctx.name))
+    rows = read_jsonl(ctx.metrics_path)
     last = rows[-1] if rows else {}
     n_params = None
     try:

@@ -15,6 +15,8 @@ and difficulty, and where the rejected samples went (which check rejected them f
 """
 from __future__ import annotations
 
+PRODUCES_MODEL = False   # a `from:` naming this stage is a config error: it saves no model/
+
 import re
 import time
 from collections import Counter, defaultdict
@@ -23,7 +25,7 @@ from typing import Literal
 from pydantic import Field, field_validator
 
 from r1lab.config import DataSpec, RewardSpec
-from r1lab.stages.base import StageContext, StageParams, load_model, load_tokenizer
+from r1lab.stages.base import DataError, StageContext, StageParams, load_model, load_tokenizer
 
 
 class Params(StageParams):
@@ -60,7 +62,7 @@ class Params(StageParams):
 def prompt_messages(row: dict, system_prompt: str | None) -> list[dict]:
     prompt = row.get("prompt")
     if prompt is None:
-        raise ValueError(f"rejection_sampling rows need a `prompt` column; got columns {sorted(row)}")
+        raise DataError(f"rejection_sampling rows need a `prompt` column; got columns {sorted(row)}")
     sys = [{"role": "system", "content": system_prompt}] if system_prompt else []
     return sys + (prompt if isinstance(prompt, list) else [{"role": "user", "content": prompt}])
 

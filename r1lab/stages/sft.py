@@ -17,7 +17,7 @@ from typing import Literal
 from pydantic import Field, field_validator
 
 from r1lab.config import DataSpec
-from r1lab.stages.base import StageContext, StageParams, load_model, load_tokenizer
+from r1lab.stages.base import DataError, StageContext, StageParams, load_model, load_tokenizer
 
 
 class LoraParams(StageParams):
@@ -72,7 +72,7 @@ def to_prompt_completion(row: dict, system_prompt: str | None = None) -> dict:
     prompt = row.get("prompt")
     target = next((row[k] for k in ("completion", "solution", "response") if row.get(k)), None)
     if prompt is None or target is None:
-        raise ValueError(f"sft rows need `messages`, or `prompt` with `completion`/`solution`/`response`; "
+        raise DataError(f"sft rows need `messages`, or `prompt` with `completion`/`solution`/`response`; "
                          f"got columns {sorted(row)}")
     if isinstance(prompt, list):
         return {"prompt": sys + prompt, "completion": target if isinstance(target, list) else [{"role": "assistant", "content": target}]}
@@ -119,7 +119,8 @@ def run(ctx: StageContext, kd=None) -> dict:
         per_device_train_batch_size=p.batch_size, gradient_accumulation_steps=p.grad_accum,
         max_length=p.max_length, packing=p.packing, completion_only_loss=p.completion_only,
         save_strategy="steps", save_steps=p.save_steps, save_total_limit=2,
-        logging_steps=p.logging_steps, logging_first_step=True, report_to=p.report_to or "none",
+        logging_steps=p.logging_steps, logging_first_step=True, logging_nan_inf_filter=False,
+        report_to=p.report_to or "none",
         seed=seed, data_seed=seed, bf16=bf16, fp16=False, use_cpu=not cuda,
         gradient_checkpointing=p.gradient_checkpointing, dataloader_num_workers=0, disable_tqdm=True,
         loss_type="nll",   # the plain loss on every TRL we admit (older ones default to chunked_nll: no logits for KD)
@@ -187,13 +188,18 @@ def train_and_save(ctx: StageContext, trainer, tok, lora: bool):
     """Train a TRL trainer from the stage's last complete checkpoint (if any) and save the model atomically;
     with LoRA the adapter is saved too and the merged model becomes the stage's model.
     Returns (trainer.train's output, {"resumed_from", "trainable_params", "total_params"})."""
+    ctx.discard_incomplete_checkpoints()     # so Trainer's rotation and resume never see a half-written one
+    ctx.set_aside_bad_checkpoints()          # a damaged newest checkpoint: resume from the previous good one
     ckpt = ctx.resume_checkpoint()
     resumed_from = 0
     if ckpt:
         resumed_from = int(ckpt.rsplit("-", 1)[1])
         ctx.truncate_metrics(resumed_from)
-        ctx.print(f"[yellow]{ctx.name}: resuming from {ckpt} (step {resumed_from})")
-    out = trainer.train(resume_from_checkpoint=ckpt)
+        ctx.print(f"{ctx.name}: resuming from {ckpt} (step {resumed_from})", style="yellow", markup=False)
+    if ckpt and _is_final(ckpt):
+        out = _finish_from_final_checkpoint(ctx, trainer, ckpt)
+    else:
+        out = trainer.train(resume_from_checkpoint=ckpt)
     trained = trainer.model
     info = {"resumed_from": resumed_from,
             "trainable_params": sum(x.numel() for x in trained.parameters() if x.requires_grad),
@@ -207,6 +213,40 @@ def train_and_save(ctx: StageContext, trainer, tok, lora: bool):
     _unpatch_forward(trained)
     ctx.save_model(trained, tok)
     return out, info
+
+def _is_final(ckpt: str) -> bool:
+    """The checkpoint Trainer saved at its last step (a kill came between it and done.json)."""
+    import json
+    from pathlib import Path
+
+    try:
+        st = json.loads((Path(ckpt) / "trainer_state.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return bool(st.get("max_steps")) and st.get("global_step", 0) >= st["max_steps"]
+
+
+def _finish_from_final_checkpoint(ctx: StageContext, trainer, ckpt: str):
+    """Resuming from the final checkpoint: training is over, so load its weights and state instead of calling
+    train() (which would run one more step: Trainer fast-forwards into the epoch and steps before it checks
+    max_steps). train_loss is the step-weighted mean of the logged losses, as Trainer's own."""
+    from pathlib import Path
+
+    from transformers.trainer_callback import TrainerState
+    from transformers.trainer_utils import TrainOutput
+
+    ctx.print(f"{ctx.name}: {Path(ckpt).name} is the final step; no training left, saving its model",
+              style="yellow", markup=False)
+    trainer._load_from_checkpoint(ckpt)
+    trainer.state = TrainerState.load_from_json(str(Path(ckpt) / "trainer_state.json"))
+    total, last = 0.0, 0
+    for h in trainer.state.log_history:
+        if "loss" in h and "step" in h:
+            total += float(h["loss"]) * (h["step"] - last)
+            last = h["step"]
+    step = trainer.state.global_step
+    return TrainOutput(step, total / max(last, 1), {"train_loss": total / max(last, 1)})
+
 
 def _unpatch_forward(model) -> None:
     """TRL patches `model.forward` on the instance (its fused LM head); drop the patch before saving/returning."""

@@ -56,9 +56,11 @@ def generate_rows(task: str, make: Callable, n: int, split: str = "train", seed:
     rng = random.Random(f"{task}|{split}|{seed}|{levels}")
     rows, seen = [], set()
     tries, max_tries = 0, 200 * n + 1000
+    misses, max_misses = 0, 50_000      # a finite problem space runs dry: stop looking after this many misses in a row
     while len(rows) < n:
         tries += 1
-        if tries > max_tries:
+        misses += 1
+        if tries > max_tries or misses > max_misses:
             raise ValueError(f"task {task!r}: only {len(rows)} distinct {split} problems found at difficulty {levels} "
                              f"(asked for {n}); lower n or raise the difficulty")
         d = levels[len(rows) % len(levels)] if len(levels) > 1 else levels[0]
@@ -69,6 +71,7 @@ def generate_rows(task: str, make: Callable, n: int, split: str = "train", seed:
         if key in seen or split_of(task, key) != split:
             continue
         seen.add(key)
+        misses = 0
         pid = hashlib.sha256(f"{task}|{key}".encode()).hexdigest()[:12]
         rows.append({"id": f"{task}-{pid}", "task": task, "difficulty": d, **p})
     return rows
