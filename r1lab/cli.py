@@ -206,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
         ap.print_help()
         return 2
     if args.command in ("run", "eval"):
-        print(threads.configure(getattr(args, "threads", None)), file=sys.stderr)
+        print(threads.configure(getattr(args, "threads", None)))
     try:
         return int(args.func(args) or 0)
     except ConfigError as e:

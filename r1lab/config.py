@@ -223,6 +223,8 @@ class PipelineConfig(_Sane):
     model: str
     tokenizer: str | TokenizerSpec | None = None
     rollout: Literal["auto", "native", "vllm"] = "auto"
+    # once a stage is done: keep its checkpoints whole (all), without optimizer state (weights), or not at all
+    keep_checkpoints: Literal["all", "weights", "none"] = "weights"
     stages: list[dict]
 
     source: str | None = Field(None, exclude=True)

@@ -570,6 +570,10 @@ def _run_locked(cfg: PipelineConfig, out: Path, from_stage, only, console, names
             "artifacts": artifact_manifest(d),
         })
         register(s.name)
+        freed = ctx.apply_retention(cfg.keep_checkpoints)
+        if freed:
+            console.print(f"  {s.name}: keep_checkpoints {cfg.keep_checkpoints}: freed {freed / 2**20:.1f} MiB of "
+                          f"checkpoints", style="dim", markup=False, highlight=False)
         console.print(f"✓ {s.name} finished in {secs:.1f} s: " +   # metric values are data: no markup
                       ", ".join(f"{k}={_fmt(v)}" for k, v in list(metrics.items())[:6] if not isinstance(v, (dict, list))),
                       style="green", markup=False, highlight=False)

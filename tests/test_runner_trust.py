@@ -31,7 +31,10 @@ def _sft(name="a", **kw):
 
 
 def _write(tmp_path: Path, model, stages, out=None, name="p.yaml") -> Path:
-    cfg = {"name": "t", "seed": 0, "output_dir": str(out or tmp_path / "out"), "model": str(model), "stages": stages}
+    # keep_checkpoints all: these tests make a kill's leftovers out of a finished run, whose checkpoints the
+    # default retention would have stripped of optimizer state (a real kill comes before done.json and retention)
+    cfg = {"name": "t", "seed": 0, "output_dir": str(out or tmp_path / "out"), "model": str(model), "stages": stages,
+           "keep_checkpoints": "all"}
     p = tmp_path / name
     p.write_text(yaml.safe_dump(cfg))
     return p
@@ -289,7 +292,7 @@ def test_pretrain_rerun_survives_a_torn_metrics_line_and_a_damaged_checkpoint(tm
     import shutil
 
     cfg = {"name": "pt", "seed": 0, "output_dir": str(tmp_path / "out"), "model": "nano", "tokenizer": str(tiny_tok),
-           "stages": [{"name": "pt", "kind": "pretrain", "max_steps": 3, "ckpt_every": 1, "log_every": 1,
+           "keep_checkpoints": "all", "stages": [{"name": "pt", "kind": "pretrain", "max_steps": 3, "ckpt_every": 1, "log_every": 1,
                        "keep_checkpoints": 3, "batch_size": 2, "micro_batch_size": 2, "seq_len": 32,
                        "sample_prompts": [], "progress": False}]}
     p = tmp_path / "pt.yaml"
@@ -459,7 +462,7 @@ def test_grpo_killed_between_model_save_and_done_json_trains_no_extra_step(tmp_p
 
 def test_pretrain_divergence_stops_the_loop_before_a_non_finite_checkpoint(tmp_path, tiny_tok, capsys):
     cfg = {"name": "pt", "seed": 0, "output_dir": str(tmp_path / "out"), "model": "nano", "tokenizer": str(tiny_tok),
-           "stages": [{"name": "pt", "kind": "pretrain", "max_steps": 6, "ckpt_every": 1, "log_every": 1,
+           "keep_checkpoints": "all", "stages": [{"name": "pt", "kind": "pretrain", "max_steps": 6, "ckpt_every": 1, "log_every": 1,
                        "keep_checkpoints": 10, "warmup_steps": 0, "lr": 1.0e+30, "batch_size": 2,
                        "micro_batch_size": 2, "seq_len": 32, "sample_prompts": [], "progress": False}]}
     p = tmp_path / "pt.yaml"
@@ -481,3 +484,34 @@ def test_corrupt_parquet_fails_the_run_in_one_line(tmp_path, tiny_model, capsys)
     rc = main(["run", str(p)])
     err = _one_line_error(capsys)
     assert rc != 0 and "stage a" in err and str(data) in err, err
+
+
+@pytest.mark.parametrize("keep", ["weights", "none", "all"])
+def test_keep_checkpoints_drops_optimizer_state_once_the_stage_is_done(tmp_path, tiny_model, keep):
+    """Item 9: a done stage's checkpoints can't be resumed from; by default they lose their optimizer state
+    (most of their bytes), `none` drops them, `all` keeps them whole. The stage stays done and skips."""
+    p = _write(tmp_path, tiny_model, [_sft(max_steps=2, save_steps=1)])
+    cfg = yaml.safe_load(p.read_text())
+    del cfg["keep_checkpoints"]
+    if keep != "weights":                              # weights is the default
+        cfg["keep_checkpoints"] = keep
+    p.write_text(yaml.safe_dump(cfg))
+    assert main(["run", str(p)]) == 0
+    d = tmp_path / "out" / "a"
+    cks = sorted((d / "checkpoints").glob("checkpoint-*"))
+    if keep == "none":
+        assert cks == [] and (d / "model" / "model.safetensors").exists()
+    else:
+        assert len(cks) == 2
+        for ck in cks:
+            assert (ck / "model.safetensors").exists()
+            assert (ck / "optimizer.pt").exists() == (keep == "all")
+    from r1lab.pipeline import status
+
+    st = {s.name: s.state for s in status(load_pipeline(str(p)))}
+    assert st == {"a": "done"}
+    assert json.loads((d / "done.json").read_text())["metrics"]["steps"] == 2
+    (d / "done.json").unlink()                         # now a rerun can't resume from stripped checkpoints:
+    assert main(["run", str(p)]) == 0                  # it trains the stage again from its start
+    done = json.loads((d / "done.json").read_text())
+    assert done["metrics"]["steps"] == 2 and bool(done["metrics"]["resumed_from_step"]) == (keep == "all")

@@ -82,7 +82,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m r1lab.eval", description=__doc__)
     _add_args(p)
     a = p.parse_args(argv)
-    print(threads.configure(a.threads), file=sys.stderr)
+    print(threads.configure(a.threads))
     return run_eval(a)
 
 

@@ -30,6 +30,8 @@ from typing import Any, Callable, Iterable
 from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator
 
 COMPLETE_MARKER = ".complete"  # a checkpoint dir is trusted only once this file exists
+# what a done stage's checkpoints lose under keep_checkpoints: weights (TRL's and base_model.pretrain's names)
+OPTIMIZER_STATE_FILES = ("optimizer.pt", "optimizer.bin", "scheduler.pt", "state.pt")
 MAX_INT = 2**31 - 1                                   # no count in a stage is sanely above this
 MAX_BATCH = 1 << 16                                   # per-device batch-like counts above this are typos
 BATCH_LIKE = re.compile(r"(^|_)(batch_size|grad_accum|num_generations|prompts_per_step|gradient_accumulation_steps)$")
@@ -376,7 +378,7 @@ class StageContext:
             return None
         for d in self.checkpoint_dir.iterdir():
             m = re.fullmatch(r"checkpoint-(\d+)", d.name)
-            if not (m and d.is_dir()) or not (d / COMPLETE_MARKER).exists():
+            if not (m and d.is_dir()) or not (d / COMPLETE_MARKER).exists() or _weights_only(d):
                 continue
             if int(m.group(1)) > best_step and (not verify or checkpoint_problem(d) is None):
                 best, best_step = str(d), int(m.group(1))
@@ -421,6 +423,31 @@ class StageContext:
             if m and d.is_dir():
                 out.append((int(m.group(1)), d))
         return sorted(out, reverse=True)
+
+    def apply_retention(self, keep: str) -> int:
+        """Once the stage is done its checkpoints can no longer be resumed from, only looked at: `keep` = "all"
+        leaves them, "weights" (the default) deletes their optimizer state (optimizer.pt, scheduler.pt; pretrain's
+        state.pt), "none" deletes the checkpoints dir. Only dirs r1lab names (checkpoint-N, step_N) in this
+        r1lab-made stage dir are touched. Returns the bytes freed."""
+        if keep == "all" or not self.checkpoint_dir.is_dir():
+            return 0
+        freed = 0
+        if keep == "none":
+            for _, d in self.checkpoints():
+                freed += sum(f.stat().st_size for f in d.rglob("*") if f.is_file())
+                shutil.rmtree(d, ignore_errors=True)
+            return freed
+        for _, d in self.checkpoints():
+            for name in OPTIMIZER_STATE_FILES:
+                f = d / name
+                if f.is_file():
+                    freed += f.stat().st_size
+                    f.unlink()
+            if (d / COMPLETE_MARKER).exists():      # still checkable, but never a resume point again
+                sizes = {str(f.relative_to(d)): f.stat().st_size for f in sorted(d.rglob("*"))
+                         if f.is_file() and not f.name.startswith(".")}
+                atomic_write_json(d / COMPLETE_MARKER, {"sizes": sizes, "weights_only": True})
+        return freed
 
     def drop_nonfinite_checkpoints(self) -> list[Path]:
         """After a divergence: delete the newest checkpoints whose weights hold NaN/inf (ours, in our stage dir),
@@ -468,6 +495,13 @@ def safetensors_problem(f: Path) -> str | None:
     if size != 8 + n + end:
         return f"{f.name}: {size} bytes, its header needs {8 + n + end}"
     return None
+
+
+def _weights_only(d: Path) -> bool:
+    try:
+        return bool(json.loads((d / COMPLETE_MARKER).read_text()).get("weights_only"))
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def checkpoint_problem(d: Path) -> str | None:
