@@ -161,12 +161,16 @@ class _Reader:
 
     def signed(self):
         """Unary signs, then a product: `-x^2` is -(x^2), `-2x` is -(2x)."""
+        return self.unary(self.product)
+
+    def unary(self, inner):
+        """Any run of unary `+`/`-` signs, then `inner()`."""
         c = self.peek()
         if c in ("+", "-"):
             self.i += 1
-            e = self.signed()
+            e = self.unary(inner)
             return e if c == "+" else self.neg(e)
-        return self.product()
+        return inner()
 
     def product(self):
         """power (('*' | '/' | \\cdot | \\times | \\div) operand | <juxtaposition> power)*, left to right like
@@ -187,12 +191,7 @@ class _Reader:
 
     def operand(self):
         """The right side of an explicit `*` or `/`: a power, with any unary signs (`2*-3`)."""
-        c = self.peek()
-        if c in ("+", "-"):
-            self.i += 1
-            e = self.operand()
-            return e if c == "+" else self.neg(e)
-        return self.power()
+        return self.unary(self.power)
 
     def starts_atom(self, functions: bool = True) -> bool:
         """Can an implicit factor start here? (`functions=False` inside a LaTeX function's argument.)"""
