@@ -33,12 +33,13 @@ REASONING_TOKENS = [THINK_OPEN, THINK_CLOSE, ANSWER_OPEN, ANSWER_CLOSE]
 # Ids are assigned in this order, so EOS = 0 and PAD = 1 in every tokenizer we train.
 SPECIAL_TOKENS = [EOS_TOKEN, PAD_TOKEN, SYSTEM_TOKEN, USER_TOKEN, ASSISTANT_TOKEN] + REASONING_TOKENS
 
-# Jinja, rendered by transformers' apply_chat_template. A system message is written once, first.
+# Jinja, rendered by transformers' apply_chat_template. A system message is written once, first. The turn ends
+# with the tokenizer's EOS (ours: <|endoftext|>), so r1lab can give this template to any tokenizer that has none.
 CHAT_TEMPLATE = (
     "{% for message in messages %}"
     "{% if message['role'] == 'system' %}" + SYSTEM_TOKEN + "{{ message['content'] }}"
     "{% elif message['role'] == 'user' %}" + USER_TOKEN + "{{ message['content'] }}"
-    "{% elif message['role'] == 'assistant' %}" + ASSISTANT_TOKEN + "{{ message['content'] }}" + EOS_TOKEN +
+    "{% elif message['role'] == 'assistant' %}" + ASSISTANT_TOKEN + "{{ message['content'] }}{{ eos_token }}"
     "{% else %}{{ raise_exception('unknown chat role: ' + message['role']) }}"
     "{% endif %}"
     "{% endfor %}"

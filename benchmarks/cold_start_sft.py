@@ -22,7 +22,7 @@ def score(model_dir: str, rows: list[dict], max_new_tokens: int) -> dict:
     import rewards
 
     from r1lab.rollout import SamplingParams, get_engine
-    from r1lab.stages.base import load_tokenizer
+    from r1lab.loading import load_tokenizer
 
     tok = load_tokenizer(model_dir)
     eng = get_engine("native", model_dir, tok, batch_size=32)

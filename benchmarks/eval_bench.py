@@ -80,9 +80,8 @@ def main(argv=None):
         if eng == "transformers":
             from transformers import AutoModelForCausalLM
 
-            from r1lab.eval.generation import HFGenerator
             ref = AutoModelForCausalLM.from_pretrained(path, dtype=next(model.parameters()).dtype).to(device).eval()
-            gen = HFGenerator(ref, tok)
+            gen = make_generator("hf", ref, tok)
         else:
             gen = make_generator(eng, model, tok)
         warm = EvalConfig(**{**cfg.model_dump(), "limit": 1, "max_new_tokens": 4})

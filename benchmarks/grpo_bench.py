@@ -83,8 +83,8 @@ def grpo_seconds_per_step(ckpt: Path, work: Path, which: str, a) -> dict:
 
 def rollout_tokens_per_s(ckpt: Path, which: str, a) -> dict:
     from r1lab.rollout import SamplingParams, get_engine
-    from r1lab.stages.base import load_model, load_tokenizer
-    from r1lab.stages.grpo import chat_prompt_ids
+    from r1lab.loading import load_model, load_tokenizer
+    from r1lab.train.sampling import chat_prompt_ids
     from r1lab.tasks import task_rows
 
     tok = load_tokenizer(str(ckpt))

@@ -55,7 +55,7 @@ def cmd_status(args) -> int:
     from rich.table import Table
     from rich.text import Text
 
-    from r1lab.pipeline import status
+    from r1lab.status import status
 
     cfg = _load(args)
     table = Table(title=f"{cfg.name} — {cfg.output_dir}")

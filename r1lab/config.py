@@ -25,28 +25,15 @@ import os
 import re
 import typing
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from r1lab.params import StageParams, iter_data_specs
 from r1lab.stages import StageKindError, get_stage_module
-from r1lab.stages.base import StageParams, check_number
-
-MAX_TASK_ROWS = 1_000_000       # a task source generates its rows in memory (validate does too): bound it
 
 
-class _Sane(BaseModel):
-    """Numbers are finite, a bool is not a number, counts are bounded (as in StageParams)."""
-
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-
-    @field_validator("*", mode="before")
-    @classmethod
-    def _sane_numbers(cls, v, info: ValidationInfo):
-        return check_number(v, cls.model_fields[info.field_name].annotation, info.field_name)
-
-FALLBACK_PRESETS = ("nano", "tiny", "student", "small")
 RESERVED_STAGE_KEYS = ("name", "kind", "from", "description")
 
 
@@ -61,123 +48,12 @@ class ConfigError(ValueError):
 # ----------------------------------------------------------------------------- reusable field types
 
 def known_presets() -> tuple[str, ...]:
-    try:
-        from base_model.config import PRESETS
+    from base_model.config import PRESETS
 
-        return tuple(PRESETS)
-    except Exception:  # noqa: BLE001  (base_model not there yet, or broken: fall back to the contract's names)
-        return FALLBACK_PRESETS
+    return tuple(PRESETS)
 
 
-def check_reward(spec: str) -> str:
-    """Validate a reward spec (registry name | pkg.mod:fn | path/file.py:fn) with the rewards registry.
-    Use as a field type: `rewards: dict[RewardSpec, float]` or `list[RewardSpec]`."""
-    try:
-        import rewards
-    except ImportError:
-        return spec
-    get = getattr(rewards, "get_reward", None)
-    if get is None:  # registry not there yet: cannot check
-        return spec
-    try:
-        get(spec)
-    except Exception as e:  # noqa: BLE001
-        names = ""
-        try:
-            names = "; registered: " + ", ".join(sorted(rewards.list_rewards()))
-        except Exception:  # noqa: BLE001
-            pass
-        raise ValueError(f"unknown reward {spec!r} ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}){names}")
-    return spec
-
-
-RewardSpec = Annotated[str, AfterValidator(check_reward)]
-
-
-class DataSpec(_Sane):
-    """One data source. Strings work too: 'task:arithmetic', 'stage:rs', or a path."""
-
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-
-    task: str | None = None
-    path: str | None = None
-    stage: str | None = None
-    file: str | None = Field(None, description="with stage: one file of its data/ (default: all *.jsonl)")
-    split: Literal["train", "test"] = "train"
-    n: int | None = Field(None, ge=1, le=100_000_000, description="rows (task default 1000, at most "
-                          f"{MAX_TASK_ROWS}; path/stage: first n)")
-    difficulty: int | list[int] | None = None
-    seed: int | None = None
-    weight: float = Field(1.0, gt=0)
-    short_fraction: float = Field(0.0, ge=0, le=1, description="task only: this share of the rows (chosen by "
-                                  "problem id) get a short solution, the worked steps cut to their last line")
-    columns: dict[str, str] | None = Field(None, description="rename columns, e.g. {problem: prompt}")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _shorthand(cls, v):
-        if isinstance(v, str):
-            for k in ("task", "stage", "path"):
-                if v.startswith(k + ":"):
-                    return {k: v[len(k) + 1:]}
-            return {"path": v}
-        return v
-
-    @field_validator("n")
-    @classmethod
-    def _task_rows_bound(cls, v, info: ValidationInfo):
-        if v is not None and info.data.get("task") and v > MAX_TASK_ROWS:
-            raise ValueError(f"a task source makes at most {MAX_TASK_ROWS} rows (generated in memory), got {v}")
-        return v
-
-    @model_validator(mode="after")
-    def _one_source(self, info: ValidationInfo):
-        given = [k for k in ("task", "path", "stage") if getattr(self, k)]
-        if len(given) != 1:
-            raise ValueError(f"expected exactly one of task/path/stage, got {given or 'none'}")
-        if self.file and not self.stage:
-            raise ValueError("`file` only goes with `stage`")
-        if self.short_fraction and not self.task:
-            raise ValueError("`short_fraction` only goes with `task` (it cuts a task's worked solutions short)")
-        if self.task:
-            from r1lab.tasks import TASKS
-
-            if self.task not in TASKS:
-                raise ValueError(f"unknown task {self.task!r}; expected one of: {', '.join(TASKS)}")
-            if self.n is not None:   # a task has a finite space of distinct problems per level: say so at load time
-                from r1lab.tasks import task_rows
-
-                task_rows(self.task, n=self.n, split=self.split, seed=self.seed or 0, difficulty=self.difficulty)
-        if self.path:
-            ctx = (info.context or {}) if info is not None else {}
-            p = Path(self.path)
-            if not p.exists():
-                base = ctx.get("base_dir")
-                if base and not p.is_absolute() and (Path(base) / p).exists():
-                    self.path = str(Path(base) / p)
-                elif ctx.get("check_paths", True):
-                    raise ValueError(f"data file not found: {self.path}")
-            if ctx.get("check_paths", True):
-                _check_data_file(Path(self.path))
-        return self
-
-    def describe(self) -> str:
-        if self.task:
-            return f"task:{self.task}" + (f" ({self.short_fraction:.0%} short)" if self.short_fraction else "")
-        return f"path:{self.path}" if self.path else f"stage:{self.stage}"
-
-
-def _check_data_file(p: Path, max_bytes: int = 256 << 20) -> None:
-    """A local .jsonl data file must be UTF-8 JSON objects, one a line, and hold at least one row."""
-    if not (p.is_file() and p.suffix.lower() == ".jsonl") or p.stat().st_size > max_bytes:
-        return
-    from r1lab.stages.base import read_jsonl
-
-    if not read_jsonl(p, strict=True):
-        raise ValueError(f"{p}: no rows")
-
-
-class TokenizerSpec(_Sane):
+class TokenizerSpec(StageParams):
     """Train a byte-level BPE (base_model.tokenizer.train_tokenizer) on the synthetic corpus + task texts."""
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
@@ -213,7 +89,7 @@ class Stage(BaseModel):
                 "params": self.params.model_dump(mode="json") if isinstance(self.params, BaseModel) else self.params}
 
 
-class PipelineConfig(_Sane):
+class PipelineConfig(StageParams):
     model_config = ConfigDict(extra="forbid", protected_namespaces=(), allow_inf_nan=False)
 
     name: str = Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
@@ -422,20 +298,9 @@ def _pyd_error(e: ValidationError, file, prefix: str, cls=None) -> ConfigError:
     return ConfigError(file, key, msg)
 
 
-def _stage_refs(obj, at: str = ""):
+def _stage_refs(obj):
     """(key path, stage name) of every DataSpec(stage=...) inside a params object."""
-    if isinstance(obj, DataSpec):
-        if obj.stage:
-            yield at, obj.stage
-    elif isinstance(obj, BaseModel):
-        for k in type(obj).model_fields:
-            yield from _stage_refs(getattr(obj, k), f"{at}.{k}" if at else k)
-    elif isinstance(obj, (list, tuple)):
-        for i, x in enumerate(obj):
-            yield from _stage_refs(x, f"{at}[{i}]")
-    elif isinstance(obj, dict):
-        for k, x in obj.items():
-            yield from _stage_refs(x, f"{at}.{k}" if at else str(k))
+    return [(at, spec.stage) for at, spec in iter_data_specs(obj) if spec.stage]
 
 
 def validate(raw: dict, file="<config>", base_dir: str | Path | None = None) -> PipelineConfig:

@@ -19,193 +19,26 @@ Ownership: a run holds an flock on OUTPUT_DIR/.r1lab-lock (one runner per dir), 
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import r1lab
-from pydantic import BaseModel
-
-from r1lab.config import DataSpec, PipelineConfig, TokenizerSpec, _stage_refs, known_presets
+from r1lab.config import PipelineConfig, TokenizerSpec
+from r1lab.errors import StageFailure, TrainingDiverged
+from r1lab.io import atomic_dir, atomic_write_json, atomic_write_text, nonfinite_tensors
+from r1lab.report import fmt, make_plots, run_report, stage_report
 from r1lab.stages import get_stage_module
-from r1lab.stages.base import (StageContext, StageFailure, TrainingDiverged, atomic_dir, atomic_write_json,
-                               atomic_write_text, nonfinite_tensors, read_jsonl)
-
-DONE, ATTEMPT = "done.json", "attempt.json"
+from r1lab.stages.base import StageContext
+from r1lab.status import (ATTEMPT, DONE, _read_json, artifact_manifest, artifacts_problem, model_fingerprint,
+                          stage_fingerprints, tokenizer_fingerprint)
 
 
 class PipelineError(RuntimeError):
     pass
-
-
-# ----------------------------------------------------------------------------- fingerprints
-
-def _sha(obj) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
-
-
-def file_fingerprint(path: str | Path, max_bytes: int = 64 << 20) -> str:
-    """Content hash of a file or a directory tree (files above max_bytes: name, size and mtime only)."""
-    p = Path(path)
-    files = [p] if p.is_file() else sorted(x for x in p.rglob("*") if x.is_file() and not x.name.startswith("."))
-    h = hashlib.sha256()
-    for f in files:
-        st = f.stat()
-        h.update(str(f.relative_to(p) if p.is_dir() else f.name).encode())
-        if st.st_size <= max_bytes:
-            h.update(f.read_bytes())
-        else:
-            h.update(f"{st.st_size}:{int(st.st_mtime)}".encode())
-    return h.hexdigest()
-
-
-def tokenizer_fingerprint(cfg: PipelineConfig) -> str | None:
-    if cfg.tokenizer is None:
-        return None
-    if isinstance(cfg.tokenizer, TokenizerSpec):
-        return _sha({"tokenizer_spec": cfg.tokenizer.model_dump(), "seed": cfg.seed})
-    return file_fingerprint(cfg.tokenizer)
-
-
-def model_fingerprint(cfg: PipelineConfig, tok_fp: str | None) -> str:
-    if cfg.model in known_presets():
-        return _sha({"preset": cfg.model, "tokenizer": tok_fp, "seed": cfg.seed})
-    return file_fingerprint(cfg.model)
-
-
-def stage_fingerprints(cfg: PipelineConfig) -> dict[str, str]:
-    tok_fp = tokenizer_fingerprint(cfg)
-    model_fp = model_fingerprint(cfg, tok_fp)
-    fps: dict[str, str] = {}
-    for s in cfg.stage_list:
-        data_files = {}
-        for spec in _data_specs(s.params):
-            if spec.path:
-                data_files[spec.path] = file_fingerprint(spec.path)
-        fps[s.name] = _sha({
-            "stage": s.resolved(),
-            "inputs": {d: fps[d] for d in s.depends_on()},
-            "model": None if s.from_ else model_fp,
-            "tokenizer": tok_fp,
-            "data_files": data_files,
-            "seed": cfg.seed,
-            "version": r1lab.__version__,
-        })
-    return fps
-
-
-def _data_specs(obj):
-    if isinstance(obj, DataSpec):
-        yield obj
-    elif isinstance(obj, BaseModel):
-        for k in type(obj).model_fields:
-            yield from _data_specs(getattr(obj, k))
-    elif isinstance(obj, (list, tuple)):
-        for x in obj:
-            yield from _data_specs(x)
-    elif isinstance(obj, dict):
-        for x in obj.values():
-            yield from _data_specs(x)
-
-
-# ----------------------------------------------------------------------------- what done.json vouches for
-
-ARTIFACT_DIRS = ("model", "data", "adapter")
-
-
-def _sha_file(f: Path) -> str:
-    h = hashlib.sha256()
-    with open(f, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def artifact_manifest(d: Path) -> dict:
-    """{relative path: {size, sha256}} of every file under the stage's model/, data/ and adapter/."""
-    out = {}
-    for sub in ARTIFACT_DIRS:
-        for f in sorted((d / sub).rglob("*")) if (d / sub).is_dir() else []:
-            if f.is_file():
-                out[str(f.relative_to(d))] = {"size": f.stat().st_size, "sha256": _sha_file(f)}
-    return out
-
-
-def artifacts_problem(d: Path, done: dict) -> str | None:
-    """Why the artifacts a done.json vouches for are not the ones it recorded (missing, resized, changed), or None.
-    A done.json from before the manifest existed has none to check."""
-    for rel, want in (done.get("artifacts") or {}).items():
-        f = d / rel
-        if not f.is_file():
-            return f"{rel} is missing"
-        size = f.stat().st_size
-        if size != want.get("size"):
-            return f"{rel} is {size} bytes, {want.get('size')} when the stage finished"
-        if want.get("sha256") and _sha_file(f) != want["sha256"]:
-            return f"{rel} changed since the stage finished (sha256 differs)"
-    return None
-
-
-# ----------------------------------------------------------------------------- status
-
-@dataclass
-class StageStatus:
-    name: str
-    kind: str
-    state: str          # done | stale | resumable | pending | damaged
-    reason: str
-    fingerprint: str
-    metrics: dict = field(default_factory=dict)
-
-
-def _read_json(p: Path) -> dict | None:
-    try:
-        return json.loads(p.read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
-
-
-def status(cfg: PipelineConfig) -> list[StageStatus]:
-    """What is done, what would run and why."""
-    out = Path(cfg.output_dir)
-    fps = stage_fingerprints(cfg)
-    res = []
-    for s in cfg.stage_list:
-        d = out / s.name
-        done, att = _read_json(d / DONE), _read_json(d / ATTEMPT)
-        fp = fps[s.name]
-        damaged = artifacts_problem(d, done) if done and done.get("fingerprint") == fp else None
-        if done and done.get("fingerprint") == fp and not damaged:
-            res.append(StageStatus(s.name, s.kind, "done", "fingerprint matches", fp, done.get("metrics", {})))
-        elif damaged:
-            res.append(StageStatus(s.name, s.kind, "damaged", f"{damaged}; a run redoes it", fp))
-        elif att and att.get("fingerprint") == fp:
-            ck = StageContext(name=s.name, kind=s.kind, params=s.params, out_dir=d, output_dir=out, seed=cfg.seed,
-                              model_spec=cfg.model).resume_checkpoint()
-            res.append(StageStatus(s.name, s.kind, "resumable",
-                                   f"interrupted; resumes from {Path(ck).name}" if ck else "interrupted; no checkpoint yet", fp))
-        elif done:
-            res.append(StageStatus(s.name, s.kind, "stale", _why_stale(done, s, fps), fp))
-        else:
-            res.append(StageStatus(s.name, s.kind, "pending", "never ran", fp))
-    return res
-
-
-def _why_stale(done: dict, s, fps) -> str:
-    old = done.get("config")
-    if old is not None and old != s.resolved():
-        keys = sorted(k for k in set(old.get("params", {})) | set(s.resolved()["params"])
-                      if old.get("params", {}).get(k) != s.resolved()["params"].get(k))
-        return "config changed" + (f" ({', '.join(keys)})" if keys else "")
-    changed = [d for d, f in (done.get("inputs") or {}).items() if fps.get(d) != f]
-    if changed:
-        return f"input changed ({', '.join(changed)})"
-    return "fingerprint differs (model, tokenizer, data file or version)"
 
 
 # ----------------------------------------------------------------------------- materialising tokenizer / preset
@@ -277,80 +110,6 @@ def ensure_preset_model(cfg: PipelineConfig, out: Path, tokenizer_path: str | No
         tok.save_pretrained(tmp)
     atomic_write_json(d / DONE, {"fingerprint": fp})
     return str(d / "model")
-
-
-# ----------------------------------------------------------------------------- plots and reports
-
-def make_plots(metrics_path: Path, plots_dir: Path, max_plots: int = 16) -> list[Path]:
-    rows = read_jsonl(metrics_path)
-    if len(rows) < 2:
-        return []
-    keys = []
-    for r in rows:
-        for k, v in r.items():
-            if k not in ("step", "time", "epoch") and isinstance(v, (int, float)) and not isinstance(v, bool) and k not in keys:
-                keys.append(k)
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    plots_dir.mkdir(parents=True, exist_ok=True)
-    made = []
-    for k in keys[:max_plots]:
-        pts = [(r["step"], r[k]) for r in rows if isinstance(r.get(k), (int, float)) and not isinstance(r.get(k), bool)]
-        if len(pts) < 2:
-            continue
-        fig, ax = plt.subplots(figsize=(5, 3.2))
-        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="." if len(pts) < 50 else None)
-        ax.set_xlabel("step")
-        ax.set_title(k)
-        ax.grid(alpha=0.3)
-        fig.tight_layout()
-        name = "".join(c if c.isalnum() or c in "-_" else "_" for c in k) + ".png"
-        tmp = plots_dir / f".{name}.tmp.png"
-        fig.savefig(tmp, dpi=80)
-        plt.close(fig)
-        os.replace(tmp, plots_dir / name)
-        made.append(plots_dir / name)
-    return made
-
-
-def _fmt(v) -> str:
-    if isinstance(v, float):
-        return f"{v:.4g}"
-    return str(v)
-
-
-def stage_report(s, ctx: StageContext, metrics: dict, plots: list[Path], seconds: float) -> str:
-    import yaml
-
-    lines = [f"# {s.name} ({s.kind})", ""]
-    if s.from_:
-        lines.append(f"Starts from stage `{s.from_}`.")
-    lines += [f"Ran {seconds:.1f} s{' (resumed from a checkpoint)' if ctx.resumed else ''}.", ""]
-    lines += ctx._report + [""] if ctx._report else []
-    lines += ["## Final metrics", "", "| metric | value |", "|---|---|"]
-    lines += [f"| {k} | {_fmt(v)} |" for k, v in metrics.items() if not isinstance(v, (dict, list))]
-    if plots:
-        lines += ["", "## Curves", ""] + [f"![{p.stem}](plots/{p.name})" for p in plots]
-    lines += ["", "## Parameters", "", "```yaml", yaml.safe_dump(s.resolved()["params"], sort_keys=True).rstrip(), "```", ""]
-    return "\n".join(lines)
-
-
-def run_report(cfg: PipelineConfig, out: Path, results: list[dict]) -> str:
-    lines = [f"# {cfg.name}", "", cfg.description or "", "",
-             "| stage | kind | this run | seconds | metrics |", "|---|---|---|---|---|"]
-    for r in results:
-        m = r.get("metrics") or {}
-        short = ", ".join(f"{k}={_fmt(v)}" for k, v in list(m.items())[:6] if not isinstance(v, (dict, list)))
-        lines.append(f"| [{r['name']}]({r['name']}/report.md) | {r['kind']} | {r['action']} | "
-                     f"{r.get('seconds', 0):.1f} | {short} |")
-    for r in results:
-        plots = sorted((out / r["name"] / "plots").glob("*.png"))
-        if plots:
-            lines += ["", f"## {r['name']}", ""] + [f"![{r['name']} {p.stem}]({r['name']}/plots/{p.name})" for p in plots]
-    return "\n".join(lines) + "\n"
 
 
 # ----------------------------------------------------------------------------- run lock
@@ -540,7 +299,7 @@ def _run_locked(cfg: PipelineConfig, out: Path, from_stage, only, console, names
         ctx = StageContext(
             name=s.name, kind=s.kind, params=s.params, out_dir=d, output_dir=out, seed=cfg.seed,
             model_spec=cfg.model, from_stage=s.from_, tokenizer_path=_tokenizer_for(s, out, tokenizer_path),
-            pipeline=cfg, resumed=resume, console=console, base_dir=Path(cfg.base_dir or "."),
+            pipeline=cfg, resumed=resume, console=console, base_dir=Path(cfg.base_dir or "."), rollout=cfg.rollout,
             _model_path_fn=model_path_fn, _finished_models=dict(finished_models), _finished_data=dict(finished_data),
         )
         mod = get_stage_module(s.kind)
@@ -575,7 +334,7 @@ def _run_locked(cfg: PipelineConfig, out: Path, from_stage, only, console, names
             console.print(f"  {s.name}: keep_checkpoints {cfg.keep_checkpoints}: freed {freed / 2**20:.1f} MiB of "
                           f"checkpoints", style="dim", markup=False, highlight=False)
         console.print(f"✓ {s.name} finished in {secs:.1f} s: " +   # metric values are data: no markup
-                      ", ".join(f"{k}={_fmt(v)}" for k, v in list(metrics.items())[:6] if not isinstance(v, (dict, list))),
+                      ", ".join(f"{k}={fmt(v)}" for k, v in list(metrics.items())[:6] if not isinstance(v, (dict, list))),
                       style="green", markup=False, highlight=False)
         results.append({"name": s.name, "kind": s.kind, "action": "resumed" if resume else "ran",
                         "seconds": secs, "metrics": metrics})

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from r1lab.config import ConfigError, DataSpec, apply_overrides, interpolate, known_presets, load_pipeline
+from r1lab.params import DataSpec
+from r1lab.config import ConfigError, apply_overrides, interpolate, known_presets, load_pipeline
 
 BAD = sorted((Path(__file__).parent / "fixtures" / "bad_yamls").glob("*.yaml"))
 
@@ -107,9 +108,9 @@ def test_unknown_reward_fails_validation_when_the_registry_is_there(tmp_path, ti
         pytest.skip("rewards registry not merged yet")
     import types
 
-    from r1lab.config import RewardSpec
+    from r1lab.params import RewardSpec
     from r1lab.stages import STAGE_KINDS, register_stage_kind
-    from r1lab.stages.base import StageParams
+    from r1lab.params import StageParams
 
     mod = types.ModuleType("r1lab_test_rewarded")
 

@@ -14,8 +14,8 @@ from grpo_helpers import nano_deepseek  # noqa: F401
 from pipeline_helpers import tiny_model, tiny_tok  # noqa: F401
 from r1lab.config import load_pipeline
 from r1lab.pipeline import run_pipeline
-from r1lab.stages import sft
-from r1lab.stages.base import load_model
+from r1lab.train import sft
+from r1lab.loading import load_model
 from r1lab.stages.distill import KD, Params, check_vocab, kd_loss
 
 torch.set_num_threads(1)
@@ -64,7 +64,7 @@ def _trainer(tmp_path, student, tok, kd=None):
 
     rows = [sft.to_prompt_completion({"prompt": f"Compute {a} + {b}.", "solution": f"<think>{a}+{b}</think><answer>{a + b}</answer>"})
             for a, b in [(1, 2), (13, 274), (5, 60)]]
-    cls = sft._trainer_class(student)
+    cls = sft.trainer_class(student)
     if kd is not None:
         cls = kd.trainer_class(cls)
     args = SFTConfig(output_dir=str(tmp_path), report_to="none", use_cpu=True, max_length=64,

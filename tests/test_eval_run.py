@@ -113,7 +113,7 @@ def test_cli_registration_and_module_entry_point():
     from r1lab.cli import build_parser
     from r1lab.eval.cli import run_eval
     a = build_parser().parse_args(["eval", "--model", "m1,m2", "--benchmarks", "gsm8k,aime24", "--samples", "8"])
-    assert a.func is run_eval and a.samples == 8 and a.engine == "native"
+    assert a.func is run_eval and a.samples == 8 and a.engine == "auto"
     from r1lab.eval.cli import config_from_args
     cfg = config_from_args(a)
     assert cfg.benchmarks == ["gsm8k", "aime24"] and cfg.temperature == 0.6 and cfg.top_p == 0.95

@@ -13,9 +13,10 @@ import yaml
 from pipeline_helpers import tiny_model, tiny_tok  # noqa: F401  (fixtures)
 from r1lab.cli import main
 from r1lab.config import load_pipeline
-from r1lab.pipeline import PipelineError, run_pipeline, status
+from r1lab.pipeline import PipelineError, run_pipeline
+from r1lab.status import status
 from r1lab.stages import STAGE_KINDS, register_stage_kind
-from r1lab.stages.base import StageParams
+from r1lab.params import StageParams
 
 torch.set_num_threads(1)
 

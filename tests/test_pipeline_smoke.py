@@ -12,7 +12,7 @@ pytest.importorskip("base_model.pretrain")
 
 from r1lab.cli import main  # noqa: E402
 from r1lab.config import load_pipeline  # noqa: E402
-from r1lab.pipeline import status  # noqa: E402
+from r1lab.status import status  # noqa: E402
 
 SMOKE = Path(__file__).resolve().parents[1] / "pipelines" / "r1_smoke.yaml"
 

@@ -12,7 +12,8 @@ from grpo_helpers import nano_deepseek  # noqa: F401
 from pipeline_helpers import tiny_tok  # noqa: F401
 from r1lab.config import load_pipeline
 from r1lab.pipeline import run_pipeline
-from r1lab.stages.rejection_sampling import Params, select
+from r1lab.stages.rejection_sampling import Params
+from r1lab.train.sampling import select
 
 torch.set_num_threads(1)
 

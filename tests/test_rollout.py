@@ -8,7 +8,7 @@ import torch
 
 from pipeline_helpers import tiny_model, tiny_tok  # noqa: F401  (fixtures)
 from r1lab.rollout import RolloutEngine, SamplingParams, get_engine
-from r1lab.stages.base import load_model, load_tokenizer
+from r1lab.loading import load_model, load_tokenizer
 
 torch.set_num_threads(1)
 

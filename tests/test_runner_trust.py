@@ -90,7 +90,7 @@ def noop_kind():
     import types
 
     from r1lab.stages import STAGE_KINDS, register_stage_kind
-    from r1lab.stages.base import StageParams
+    from r1lab.params import StageParams
 
     mod = types.ModuleType("r1lab_test_noop")
 
@@ -218,7 +218,7 @@ def test_a_model_dir_without_weights_is_never_marked_done(tmp_path, tiny_model, 
     import types
 
     from r1lab.stages import STAGE_KINDS, register_stage_kind
-    from r1lab.stages.base import StageParams
+    from r1lab.params import StageParams
 
     mod = types.ModuleType("r1lab_test_tok_only")
 
@@ -366,7 +366,7 @@ def test_bad_stage_data_fails_the_run_in_one_line(tmp_path, tiny_model, capsys):
     import types
 
     from r1lab.stages import STAGE_KINDS, register_stage_kind
-    from r1lab.stages.base import StageParams
+    from r1lab.params import StageParams
 
     mod = types.ModuleType("r1lab_test_bad_writer")
 
@@ -423,7 +423,7 @@ def test_error_text_with_rich_markup_is_printed_verbatim(tmp_path, tiny_model, c
     import types
 
     from r1lab.stages import STAGE_KINDS, register_stage_kind
-    from r1lab.stages.base import StageParams
+    from r1lab.params import StageParams
 
     mod = types.ModuleType("r1lab_test_boom")
 
@@ -506,7 +506,7 @@ def test_keep_checkpoints_drops_optimizer_state_once_the_stage_is_done(tmp_path,
         for ck in cks:
             assert (ck / "model.safetensors").exists()
             assert (ck / "optimizer.pt").exists() == (keep == "all")
-    from r1lab.pipeline import status
+    from r1lab.status import status
 
     st = {s.name: s.state for s in status(load_pipeline(str(p)))}
     assert st == {"a": "done"}

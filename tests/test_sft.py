@@ -18,7 +18,7 @@ from safetensors.torch import load_file
 from pipeline_helpers import tiny_model, tiny_tok  # noqa: F401  (fixtures)
 from r1lab.config import load_pipeline
 from r1lab.pipeline import run_pipeline
-from r1lab.stages.sft import to_prompt_completion
+from r1lab.train.sft import to_prompt_completion
 
 torch.set_num_threads(1)
 ROOT = Path(__file__).resolve().parents[1]

@@ -150,7 +150,7 @@ def test_short_fraction_cuts_the_working_to_its_last_line(task):
 
 
 def test_short_fraction_only_for_tasks():
-    from r1lab.config import DataSpec
+    from r1lab.params import DataSpec
 
     with pytest.raises(ValueError, match="short_fraction"):
         DataSpec.model_validate({"stage": "rs", "short_fraction": 0.5})

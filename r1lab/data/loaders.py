@@ -11,7 +11,8 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from r1lab.stages.base import DataError, read_jsonl
+from r1lab.errors import DataError
+from r1lab.io import read_jsonl
 
 
 def load_path(path: str | Path, split: str | None = None):
@@ -47,7 +48,7 @@ def load_path(path: str | Path, split: str | None = None):
 
 
 def _as_spec(spec):
-    from r1lab.config import DataSpec
+    from r1lab.params import DataSpec
 
     if isinstance(spec, DataSpec):
         return spec

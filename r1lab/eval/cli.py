@@ -18,8 +18,8 @@ def _add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--samples", type=int, default=d.samples, help="sampled completions per problem (R1: 4-64)")
     p.add_argument("--limit", type=int, default=None, help="first N problems of each benchmark")
     p.add_argument("--out", default="runs/eval", help="output directory (results.json, report.md, plots/, samples/)")
-    p.add_argument("--engine", choices=["native", "hf", "vllm"], default=d.engine,
-                   help="rollout engine (native: r1lab.rollout; hf: plain model.generate)")
+    p.add_argument("--engine", choices=["auto", "native", "hf", "vllm"], default=d.engine,
+                   help="rollout engine (auto: vllm where usable, else native; hf: plain model.generate)")
     p.add_argument("--temperature", type=float, default=d.temperature)
     p.add_argument("--top-p", type=float, default=d.top_p)
     p.add_argument("--top-k", type=int, default=d.top_k)

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from r1lab.eval import metrics as M
 from r1lab.eval.benchmarks import Benchmark, load_benchmark
 from r1lab.eval.generation import make_generator
+from r1lab.rollout import resolve_engine
 from r1lab.eval.prompting import PromptBuilder
 from r1lab.eval.scoring import score, vote_equiv
 
@@ -39,7 +40,8 @@ class EvalConfig(BaseModel):
     template: str = "auto"
     system: str | None = None
     think: bool | Literal["auto"] = "auto"
-    engine: Literal["auto", "native", "hf", "vllm"] = "native"
+    engine: Literal["auto", "native", "hf", "vllm"] = Field("auto", description="rollout engine (auto: vllm where "
+                                                                 "it is usable, else native)")
     problem_key: str = "problem"
     answer_key: str = "answer"
     n_boot: int = Field(1000, ge=0)
@@ -151,22 +153,16 @@ def _breakdown(records, col, cfg) -> dict:
 
 # --------------------------------------------------------------------------------------------- models
 def load_model(path: str, tokenizer_path: str | None = None, device: str | None = None):
-    """Any HF causal LM; a deepseek_v3 checkpoint of ours loads as base_model.DeepSeekForCausalLM (fast path)."""
+    """(model, tokenizer) for evaluation, through r1lab.loading: in eval mode, bf16 on a GPU."""
     import torch
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    from r1lab.loading import inference_dtype, load_model as load, load_tokenizer
+
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
     if not Path(path, "config.json").exists():
         raise FileNotFoundError(f"model {path!r}: no config.json there (expected a save_pretrained directory)")
-    cls = AutoModelForCausalLM
-    if getattr(AutoConfig.from_pretrained(path), "model_type", None) == "deepseek_v3":
-        try:
-            from base_model import DeepSeekForCausalLM as cls  # noqa: N813
-        except ImportError:
-            pass
-    model = cls.from_pretrained(path, dtype=dtype).to(device).eval()
-    tok = AutoTokenizer.from_pretrained(tokenizer_path or path)
-    return model, tok
+    model = load(path, dtype=inference_dtype(device), device=device).eval()
+    return model, load_tokenizer(tokenizer_path or path, default_template=False)
 
 
 def model_names(paths: list[str]) -> list[str]:
@@ -182,17 +178,6 @@ def model_names(paths: list[str]) -> list[str]:
             n += "'"
         names.append(n)
     return names
-
-
-def resolve_engine(engine: str) -> str:
-    """"auto": vllm when it is installed and a GPU is present, else native."""
-    if engine != "auto":
-        return engine
-    try:
-        from r1lab.rollout.vllm import vllm_available
-        return "vllm" if vllm_available() else "native"
-    except ImportError:
-        return "native"
 
 
 def nested_samples(out_dir: Path, model: str, bench: str) -> Path:
@@ -251,10 +236,10 @@ def evaluate(models: list[str] | dict[str, str], cfg: EvalConfig, out_dir: str |
             if loaded and name in loaded:
                 model, tok = loaded[name]
             elif engine == "vllm":               # vLLM opens the checkpoint itself: no copy in this process
-                from transformers import AutoTokenizer
                 from r1lab.eval.generation import EngineGenerator
-                model, tok = None, AutoTokenizer.from_pretrained(tok_path or path)
-                gen = EngineGenerator("vllm", str(path), tok_path or str(path))
+                from r1lab.loading import load_tokenizer
+                model, tok = None, load_tokenizer(tok_path or path, default_template=False)
+                gen = EngineGenerator("vllm", str(path), tok)
             else:
                 model, tok = load_model(path, tok_path)
             res = evaluate_model(model, tok, cfg, name, out_dir, benches, prog, generator=gen,

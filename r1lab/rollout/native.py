@@ -11,16 +11,18 @@ from r1lab.rollout.base import Sample, SamplingParams, cut_at_stop
 
 
 class NativeEngine:
-    def __init__(self, model, tokenizer, batch_size: int = 16, device: str | None = None):
+    """`plain=True` uses `model.generate` even for DeepSeekForCausalLM (the "hf" engine: the reference)."""
+
+    def __init__(self, model, tokenizer, batch_size: int = 16, device: str | None = None, plain: bool = False):
         if isinstance(model, str):
-            from r1lab.stages.base import load_model
+            from r1lab.loading import load_model
 
             model = load_model(model)
         if isinstance(tokenizer, str):
-            from r1lab.stages.base import load_tokenizer
+            from r1lab.loading import load_tokenizer
 
             tokenizer = load_tokenizer(tokenizer)
-        self.model, self.tok, self.batch_size = model, tokenizer, batch_size
+        self.model, self.tok, self.batch_size, self.plain = model, tokenizer, batch_size, plain
         self.device = device or next(model.parameters()).device
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         self.eos_ids = self._eos_ids()
@@ -39,12 +41,10 @@ class NativeEngine:
             self.model.load_state_dict(model.state_dict())
 
     def _fast_path(self):
-        try:
-            from base_model import DeepSeekForCausalLM
-            from base_model.generate import generate
-        except ImportError:
-            return None
-        return generate if isinstance(self.model, DeepSeekForCausalLM) else None
+        from base_model import DeepSeekForCausalLM
+        from base_model.generate import generate
+
+        return generate if isinstance(self.model, DeepSeekForCausalLM) and not self.plain else None
 
     @torch.no_grad()
     def generate(self, prompts: list[list[int]], sampling: SamplingParams) -> list[list[Sample]]:

@@ -10,7 +10,7 @@ import math
 from transformers import TrainerCallback
 
 from base_model import threads
-from r1lab.stages.base import TrainingDiverged
+from r1lab.errors import TrainingDiverged
 
 
 def _all_finite(tensors) -> bool:

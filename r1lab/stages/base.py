@@ -1,5 +1,6 @@
 """What a stage sees: the `StageContext` the pipeline hands to `run(ctx)`, plus the small file helpers
-every stage shares (atomic writes, metrics logging, a TRL/transformers callback that logs and shows progress).
+every stage uses through it (its directories, data loading, metrics logging, progress, checkpoints, the
+TRL/transformers callback that logs and shows progress).
 
 A stage kind is a module `r1lab/stages/<kind>.py` with
 
@@ -13,6 +14,9 @@ Everything a stage writes goes under `ctx.out_dir` (OUTPUT_DIR/STAGE): `ctx.save
 `ctx.write_jsonl()` -> data/, checkpoints/ (use `ctx.checkpoint_dir`, `ctx.resume_checkpoint()`,
 `ctx.mark_checkpoint_complete()`), `ctx.log()` -> metrics.jsonl, `ctx.add_report()` -> report.md.
 The pipeline writes done.json after `run` returns; nothing in the directory is trusted without it.
+
+The parameter blocks a `Params` is built from are in r1lab/params.py; file helpers in r1lab/io.py; model and
+tokenizer loading in r1lab/loading.py; what stages share (SFT training, sampling, GRPO's trainer) in r1lab/train/.
 """
 from __future__ import annotations
 
@@ -20,205 +24,14 @@ import json
 import os
 import re
 import shutil
-import tempfile
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator
-
-COMPLETE_MARKER = ".complete"  # a checkpoint dir is trusted only once this file exists
-# what a done stage's checkpoints lose under keep_checkpoints: weights (TRL's and base_model.pretrain's names)
-OPTIMIZER_STATE_FILES = ("optimizer.pt", "optimizer.bin", "scheduler.pt", "state.pt")
-MAX_INT = 2**31 - 1                                   # no count in a stage is sanely above this
-MAX_BATCH = 1 << 16                                   # per-device batch-like counts above this are typos
-BATCH_LIKE = re.compile(r"(^|_)(batch_size|grad_accum|num_generations|prompts_per_step|gradient_accumulation_steps)$")
-
-
-class StageParams(BaseModel):
-    """Base of every stage kind's `Params`: unknown keys are errors, so typos fail validation; numbers must be
-    finite (no .inf / .nan), a bool is not a number (`max_steps: true`), and counts have sane upper bounds."""
-
-    model_config = ConfigDict(extra="forbid", protected_namespaces=(), allow_inf_nan=False)
-
-    @field_validator("*", mode="before")
-    @classmethod
-    def _sane_numbers(cls, v, info: ValidationInfo):
-        return check_number(v, cls.model_fields[info.field_name].annotation, info.field_name)
-
-
-def _ann_types(ann) -> set:
-    import typing
-
-    args = typing.get_args(ann)
-    if not args:
-        return {ann}
-    out = set()
-    for a in args:
-        out |= _ann_types(a)
-    return out
-
-
-def check_number(v, annotation, name: str = ""):
-    """Reject a bool where a number is expected, and absurdly large counts (a before-validator helper)."""
-    types = _ann_types(annotation)
-    numeric = bool(types & {int, float}) and bool not in types
-    if not numeric:
-        return v
-    if isinstance(v, bool):
-        raise ValueError(f"expected a number, got {str(v).lower()}")
-    if int in types and float not in types and isinstance(v, (int, float)) and v == v and abs(v) != float("inf"):
-        cap = MAX_BATCH if BATCH_LIKE.search(name or "") else MAX_INT
-        if abs(v) > cap:
-            raise ValueError(f"expected at most {cap}, got {v:g}" if isinstance(v, float) else f"expected at most {cap}, got {v}")
-    return v
-
-
-# ----------------------------------------------------------------------------- failures a stage reports in one line
-
-class StageFailure(RuntimeError):
-    """A stage cannot go on for a reason the user can act on (bad data, divergence): the pipeline reports
-    str(e) in one line naming the stage, without a traceback."""
-
-
-class DataError(StageFailure, ValueError):
-    """A data source cannot be used (unreadable, empty, a column missing): one line naming file, key or column."""
-
-
-class TrainingDiverged(StageFailure):
-    """A non-finite loss, gradient or weight: the stage stops before anything non-finite is saved."""
-
-    def __init__(self, stage: str, step: int, what: str):
-        self.stage, self.step, self.what = stage, step, what
-        super().__init__(f"training diverged at step {step}: {what}" if step >= 0 else f"training diverged: {what}")
-
-
-def nonfinite_tensors(path: str | Path, limit: int = 3) -> list[str]:
-    """Names of floating tensors holding NaN or inf in a .safetensors file, or in every *.safetensors of a dir."""
-    import torch
-    from safetensors import safe_open
-
-    p = Path(path)
-    files = [p] if p.is_file() else sorted(p.glob("*.safetensors"))
-    bad = []
-    for f in files:
-        with safe_open(str(f), framework="pt") as fh:
-            for k in fh.keys():
-                t = fh.get_tensor(k)
-                if t.is_floating_point() and not bool(torch.isfinite(t).all()):
-                    bad.append(k)
-                    if len(bad) >= limit:
-                        return bad
-    return bad
-
-
-# ----------------------------------------------------------------------------- atomic file helpers
-
-def atomic_write_text(path: str | Path, text: str) -> Path:
-    """Write `text` to a temp file in the same directory, fsync, then rename over `path` (atomic on POSIX)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
-
-
-def atomic_write_json(path: str | Path, obj: Any) -> Path:
-    return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
-
-
-@contextmanager
-def atomic_dir(path: str | Path):
-    """Yield a temp directory next to `path`; on success it replaces `path` in one rename.
-
-    A kill at any moment leaves either the old `path` (or none) or the complete new one, never a half one.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
-    try:
-        yield tmp
-        if path.exists():
-            old = path.with_name(f".{path.name}.old.{os.getpid()}")
-            os.replace(path, old)
-            os.replace(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
-def read_jsonl(path: str | Path, strict: bool = False) -> list[dict]:
-    """Read a JSONL file of objects.
-
-    strict (data files): any line that is not UTF-8 JSON object raises ValueError naming the file and line.
-    Otherwise (our own logs, appended line by line): a torn line (a kill -9 while appending) is skipped with a
-    warning on stderr."""
-    import sys
-
-    rows = []
-    p = Path(path)
-    if not p.exists():
-        return rows
-    with open(p, "rb") as f:
-        for i, raw in enumerate(f, 1):
-            try:
-                line = raw.decode("utf-8").strip()
-                if not line:
-                    continue
-                row = json.loads(line)
-                if not isinstance(row, dict):
-                    raise ValueError(f"expected a JSON object, got {type(row).__name__}")
-            except (UnicodeDecodeError, ValueError) as e:
-                what = "not UTF-8" if isinstance(e, UnicodeDecodeError) else f"not a JSON object ({str(e).splitlines()[0][:80]})"
-                if strict:
-                    raise ValueError(f"{p}: line {i}: {what}") from None
-                print(f"warning: {p}: line {i}: {what}; skipped (a torn write?)", file=sys.stderr)
-                continue
-            rows.append(row)
-    return rows
-
-
-def drop_torn_lines(path: str | Path) -> int:
-    """Rewrite a JSONL log without its unreadable lines (warning on stderr); returns how many were dropped.
-    For logs that other code parses strictly (base_model.pretrain reads metrics.jsonl with json.loads)."""
-    p = Path(path)
-    if not p.exists():
-        return 0
-    data = p.read_bytes()
-    good = []
-    for raw in data.splitlines(keepends=True):
-        try:
-            if raw.strip():
-                json.loads(raw.decode("utf-8"))
-            good.append(raw if raw.endswith(b"\n") else raw + b"\n")
-        except (UnicodeDecodeError, ValueError):
-            continue
-    dropped = sum(1 for r in data.splitlines() if r.strip()) - sum(1 for r in good if r.strip())
-    if dropped:
-        import sys
-
-        print(f"warning: {p}: dropped {dropped} torn line(s) (a kill while appending)", file=sys.stderr)
-        atomic_write_text(p, b"".join(good).decode("utf-8"))
-    return dropped
-
-
-def write_jsonl(path: str | Path, rows: Iterable[dict]) -> Path:
-    """Atomically write rows as JSONL."""
-    return atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False, default=str) + "\n" for r in rows))
+from r1lab.io import (COMPLETE_MARKER, OPTIMIZER_STATE_FILES, atomic_dir, atomic_write_json, checkpoint_problem,
+                      nonfinite_tensors, read_jsonl, weights_only, write_jsonl)
 
 
 # ----------------------------------------------------------------------------- the context
@@ -240,6 +53,7 @@ class StageContext:
     resumed: bool = False            # True when the pipeline found this stage's checkpoints from a killed run
     console: Any = None              # rich Console (None -> a default one)
     base_dir: Path = field(default_factory=Path.cwd)   # relative data paths resolve against this
+    rollout: str = "auto"            # the pipeline's `rollout:` engine, the default of every stage that samples
     _model_path_fn: Callable[[], str] | None = None    # lazily materialises a preset's initial weights
     _finished_models: dict[str, str] = field(default_factory=dict)
     _finished_data: dict[str, str] = field(default_factory=dict)
@@ -286,6 +100,10 @@ class StageContext:
         if self._model_path_fn is None:
             raise RuntimeError(f"stage {self.name}: model {self.model_spec!r} is a preset and no materialiser was given")
         return self._model_path_fn()
+
+    def engine_name(self, override: str | None = None) -> str:
+        """The rollout engine this stage samples with: its own `engine:` when given, else the pipeline's `rollout:`."""
+        return override or self.rollout
 
     def stage_model_paths(self) -> dict[str, str]:
         """name -> model dir of every finished earlier stage that saved a model (for eval across stages)."""
@@ -378,7 +196,7 @@ class StageContext:
             return None
         for d in self.checkpoint_dir.iterdir():
             m = re.fullmatch(r"checkpoint-(\d+)", d.name)
-            if not (m and d.is_dir()) or not (d / COMPLETE_MARKER).exists() or _weights_only(d):
+            if not (m and d.is_dir()) or not (d / COMPLETE_MARKER).exists() or weights_only(d):
                 continue
             if int(m.group(1)) > best_step and (not verify or checkpoint_problem(d) is None):
                 best, best_step = str(d), int(m.group(1))
@@ -480,69 +298,6 @@ class StageContext:
         return make_callback(self, total_steps)
 
 
-def safetensors_problem(f: Path) -> str | None:
-    """A truncated or damaged .safetensors file (its header says how long it must be), or None."""
-    size = f.stat().st_size
-    try:
-        with open(f, "rb") as fh:
-            n = int.from_bytes(fh.read(8), "little")
-            if n <= 0 or 8 + n > size:
-                return f"{f.name}: truncated header"
-            header = json.loads(fh.read(n))
-    except (OSError, ValueError) as e:
-        return f"{f.name}: unreadable header ({type(e).__name__})"
-    end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
-    if size != 8 + n + end:
-        return f"{f.name}: {size} bytes, its header needs {8 + n + end}"
-    return None
-
-
-def _weights_only(d: Path) -> bool:
-    try:
-        return bool(json.loads((d / COMPLETE_MARKER).read_text()).get("weights_only"))
-    except (OSError, ValueError, AttributeError):
-        return False
-
-
-def checkpoint_problem(d: Path) -> str | None:
-    """Why a checkpoint dir cannot be trusted (sizes differ from its .complete list, a truncated safetensors file,
-    a torch zip that fails its CRC check, broken JSON), or None."""
-    import zipfile
-
-    d = Path(d)
-    marker = d / COMPLETE_MARKER
-    if marker.exists():
-        try:
-            sizes = json.loads(marker.read_text()).get("sizes", {})
-        except (ValueError, AttributeError):
-            sizes = {}            # an older "ok" marker: no size list
-        for name, size in sizes.items():
-            f = d / name
-            if not f.exists():
-                return f"{name} is missing"
-            if f.stat().st_size != size:
-                return f"{name} is {f.stat().st_size} bytes, {size} when saved"
-    for f in sorted(d.rglob("*")):
-        if not f.is_file() or f.name.startswith("."):
-            continue
-        if f.suffix == ".safetensors":
-            why = safetensors_problem(f)
-            if why:
-                return why
-        elif f.suffix in (".pt", ".pth", ".bin"):
-            try:
-                with zipfile.ZipFile(f) as z:
-                    if z.testzip() is not None:
-                        return f"{f.name}: CRC mismatch"
-            except (zipfile.BadZipFile, OSError, EOFError) as e:
-                return f"{f.name}: damaged ({type(e).__name__})"
-        elif f.suffix == ".json":
-            try:
-                json.loads(f.read_text())
-            except (ValueError, UnicodeDecodeError):
-                return f"{f.name}: broken JSON"
-    return None
-
 
 def _looks_like_path(spec: str) -> bool:
     return os.sep in spec or spec.startswith(".") or Path(spec).exists()
@@ -565,46 +320,3 @@ def _fmt(v):
     return f"{v:.4g}" if isinstance(v, float) else str(v)
 
 
-# ----------------------------------------------------------------------------- model / tokenizer loading
-
-DEFAULT_CHAT_TEMPLATE = (
-    "{%- for message in messages -%}"
-    "{{ '<|' + message['role'] + '|>\\n' + message['content'] + eos_token + '\\n' }}"
-    "{%- endfor -%}"
-    "{%- if add_generation_prompt -%}{{ '<|assistant|>\\n' }}{%- endif -%}"
-)
-
-
-def load_tokenizer(path: str, chat_template: str | None = None):
-    """AutoTokenizer from a local dir, with a pad token (EOS if none) and a chat template (the given one, the
-    tokenizer's own, or DEFAULT_CHAT_TEMPLATE). `chat_template` may be a .jinja file path or the template text."""
-    from transformers import AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(path)
-    if tok.pad_token is None:
-        tok.pad_token = tok.eos_token
-    if chat_template:
-        p = Path(chat_template)
-        tok.chat_template = p.read_text() if p.suffix in (".jinja", ".j2") and p.exists() else chat_template
-    elif not getattr(tok, "chat_template", None):
-        tok.chat_template = DEFAULT_CHAT_TEMPLATE
-    return tok
-
-
-def load_model(path: str, dtype=None, **kw):
-    """A causal LM from a local dir: base_model.DeepSeekForCausalLM for deepseek_v3 checkpoints when base_model
-    is available (keeps MTP, the fast generate and expert balancing), AutoModelForCausalLM otherwise."""
-    import torch
-
-    dtype = dtype or torch.float32
-    cfg = json.loads((Path(path) / "config.json").read_text()) if (Path(path) / "config.json").exists() else {}
-    if cfg.get("model_type") == "deepseek_v3":
-        try:
-            from base_model import DeepSeekForCausalLM
-
-            return DeepSeekForCausalLM.from_pretrained(path, dtype=dtype, **kw)
-        except ImportError:
-            pass
-    from transformers import AutoModelForCausalLM
-
-    return AutoModelForCausalLM.from_pretrained(path, dtype=dtype, **kw)

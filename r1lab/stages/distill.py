@@ -3,11 +3,11 @@ optionally with token-level knowledge distillation on the teacher's logits.
 
 The teacher is the stage's `from:` model. Traces come from `traces:` (e.g. `stage:rs`, an earlier rejection
 sampling stage's data) and/or are generated here: with `generate:` the teacher samples completions for the
-`generate.data` prompts, and only those passing the rewards are kept — this is the rejection_sampling stage run
-on the teacher (same code, its data/samples.jsonl lands in this stage's data/). The student is a base_model preset
+`generate.data` prompts, and only those passing the rewards are kept — rejection sampling on the teacher (the same
+code as the rejection_sampling stage, r1lab/train/sampling.py; its data/samples.jsonl lands in this stage's data/). The student is a base_model preset
 (`student: student`, random init, the teacher's tokenizer) or a path to any HF causal LM that shares the
 teacher's tokenizer; it is trained by the sft stage's own code (same trainer, checkpoints, resume, LoRA), and
-its model/ is this stage's output.
+its model/ is this stage's output. It is trained by the same code as the sft stage (r1lab/train/sft.py).
 
 Token-level KD (`kd_alpha` > 0; Hinton et al. 2015): the frozen teacher reads the same token ids as the student
 and, on every completion token of the traces (the prompt is masked as in SFT), the loss is
@@ -33,34 +33,23 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
-from r1lab.config import DataSpec, RewardSpec
-from r1lab.stages.base import StageContext, StageParams, atomic_dir, load_model, load_tokenizer, read_jsonl
-from r1lab.stages.sft import LoraParams
+from r1lab.io import atomic_dir, read_jsonl
+from r1lab.loading import load_model, load_tokenizer
+from r1lab.params import DataSpec, RewardSpec, SFTBlock
+from r1lab.stages.base import StageContext
+from r1lab.train.sampling import RejectionParams, rejection_sample
+from r1lab.train.sft import train_sft
 
 
-class GenerateParams(StageParams):
-    data: list[DataSpec] = Field(min_length=1)
+class GenerateParams(RejectionParams):
+    """Teacher sampling: rejection sampling's parameters, with one trace per prompt and math_accuracy by default."""
     rewards: dict[RewardSpec, float] = Field(default_factory=lambda: {"math_accuracy": 1.0})
-    n: int = Field(4, ge=1)
-    temperature: float = Field(0.7, ge=0)
-    top_p: float = Field(0.95, gt=0, le=1)
-    max_new_tokens: int = Field(256, ge=1)
     max_per_prompt: int | None = Field(1, ge=1)
-    engine: str = "native"
-    require_format: bool = True
-    drop_truncated: bool = True
-
-    @field_validator("rewards", mode="before")
-    @classmethod
-    def _weights(cls, v):
-        from r1lab.stages.grpo import reward_weights
-
-        return reward_weights(v)
 
 
-class Params(StageParams):
+class Params(SFTBlock):
     student: str = Field("student", description="a base_model preset (random init), `stage:NAME` (an earlier stage's "
                          "model, e.g. a pretrained student), or a path to an HF causal LM sharing the tokenizer")
     student_overrides: dict[str, Any] = Field(default_factory=dict, description="config fields changed on the preset, "
@@ -72,19 +61,7 @@ class Params(StageParams):
     kd_temperature: float = Field(1.0, gt=0, description="softmax temperature T of both models in the KD term")
     kd_divergence: Literal["forward", "reverse", "jsd"] = Field(
         "forward", description="forward KL(teacher‖student), reverse KL(student‖teacher), or generalized JSD (β=0.5)")
-    # SFT of the student (same meaning as in the sft stage)
-    epochs: float = Field(1.0, gt=0)
-    max_steps: int | None = Field(None, ge=1)
-    lr: float = Field(1e-3, gt=0)
-    lr_scheduler: str = "linear"
-    warmup_steps: float = Field(0, ge=0)
-    batch_size: int = Field(8, ge=1)
-    grad_accum: int = Field(1, ge=1)
-    max_length: int = Field(512, ge=8)
-    lora: LoraParams | None = None
-    save_steps: int = Field(50, ge=1)
-    logging_steps: int = Field(1, ge=1)
-    seed: int | None = None
+    lr: float = Field(1e-3, gt=0)   # the student's SFT (every other SFTBlock field as in the sft stage)
 
     @model_validator(mode="after")
     def _check(self):
@@ -119,7 +96,7 @@ def kd_loss(student_logits, teacher_logits, labels, temperature: float = 1.0, di
 
 @dataclasses.dataclass
 class KD:
-    """Token-level distillation for the sft stage's trainer: `sft.run(ctx, kd=KD(...))`.
+    """Token-level distillation for the SFT trainer: `train_sft(..., wrap=KD(...).trainer_class)`.
 
     `trainer_class(base)` subclasses the sft trainer class (TRL's SFTTrainer, or its ModelLossSFTTrainer for our
     model) with a compute_loss that runs the student once with labels (its own CE, and for our model MTP + balance),
@@ -219,39 +196,27 @@ def _student_path(ctx: StageContext, p: Params, tok) -> str:
 
 
 def run(ctx: StageContext) -> dict:
-    from r1lab.stages import rejection_sampling as rs
-    from r1lab.stages import sft
-
     p: Params = ctx.params
     teacher = ctx.model_path
-    tok = load_tokenizer(ctx.tokenizer_path or teacher)
+    tok_path = ctx.tokenizer_path or teacher
+    tok = load_tokenizer(tok_path)
     student = _student_path(ctx, p, tok)
     if p.kd_alpha > 0:   # fail before any teacher sampling
         check_vocab(teacher, student)
     traces = list(p.traces)
     gen_metrics = None
     if p.generate is not None:
-        g = p.generate
-        rs_params = rs.Params(data=g.data, rewards=g.rewards, n=g.n, temperature=g.temperature, top_p=g.top_p,
-                              max_new_tokens=g.max_new_tokens, max_per_prompt=g.max_per_prompt, engine=g.engine,
-                              require_format=g.require_format, drop_truncated=g.drop_truncated)
         samples = ctx.data_dir / "samples.jsonl"
         if not samples.exists():   # a resumed stage reuses its traces
-            gen_metrics = rs.run(dataclasses.replace(ctx, params=rs_params))
+            gen_metrics = rejection_sample(ctx, p.generate, teacher, tok_path)
         traces.append(DataSpec(path=str(samples)))
         if not samples.read_text().strip():
-            raise ValueError(f"stage {ctx.name}: the teacher produced no trace passing {list(g.rewards)}; "
+            raise ValueError(f"stage {ctx.name}: the teacher produced no trace passing {list(p.generate.rewards)}; "
                              "raise generate.n or use `traces`")
 
     kd = KD(load_model(teacher), p.kd_alpha, p.kd_temperature, p.kd_divergence) if p.kd_alpha > 0 else None
-    sft_params = sft.Params(data=traces, mix_size=p.mix_size, epochs=p.epochs, max_steps=p.max_steps, lr=p.lr,
-                            lr_scheduler=p.lr_scheduler, warmup_steps=p.warmup_steps, batch_size=p.batch_size,
-                            grad_accum=p.grad_accum, max_length=p.max_length, lora=p.lora, save_steps=p.save_steps,
-                            logging_steps=p.logging_steps, seed=p.seed)
-    # the sft stage, run with the student as its starting model and the teacher's tokenizer
-    sub = dataclasses.replace(ctx, params=sft_params, from_stage=None, model_spec=student,
-                              tokenizer_path=ctx.tokenizer_path or teacher)
-    metrics = sft.run(sub, kd=kd)
+    rows = ctx.load_mixture(traces, size=p.mix_size)
+    metrics = train_sft(ctx, p, rows, student, tok_path, wrap=kd.trainer_class if kd else None)
 
     n_student = _n_params(str(ctx.model_dir))   # both counted from their checkpoints
     n_teacher = _n_params(teacher)

@@ -22,7 +22,8 @@ from typing import Literal
 from pydantic import Field
 
 from r1lab.eval.runner import EvalConfig
-from r1lab.stages.base import StageContext, StageParams
+from r1lab.params import StageParams
+from r1lab.stages.base import StageContext
 
 
 class Params(StageParams, EvalConfig):
@@ -76,7 +77,7 @@ def run(ctx: StageContext) -> dict:
     from r1lab.eval.runner import evaluate
 
     p: Params = ctx.params
-    engine = p.engine or getattr(ctx.pipeline, "rollout", None) or "native"
+    engine = ctx.engine_name(p.engine)
     fields = {k: v for k, v in p.model_dump().items() if k in EvalConfig.model_fields}
     cfg = EvalConfig(**{**fields, "seed": ctx.seed if p.seed is None else p.seed, "engine": engine})
     models = resolve_models(ctx, p)

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 from pydantic import create_model
 
-from r1lab.stages.base import StageContext, StageParams, drop_torn_lines, read_jsonl
+from r1lab.io import drop_torn_lines, read_jsonl
+from r1lab.params import StageParams
+from r1lab.stages.base import StageContext
 
 PIPELINE_OWNED = ("out", "seed", "resume")
 
@@ -40,7 +42,7 @@ def _divergence_guard(stage: str):
     checkpoint is written (pretrain logs at every checkpoint step and at the last step)."""
     import math
 
-    from r1lab.stages.base import TrainingDiverged
+    from r1lab.errors import TrainingDiverged
 
     def check(m: dict, step: int) -> None:
         for k in ("loss", "main_loss", "grad_norm"):
