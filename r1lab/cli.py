@@ -175,15 +175,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--check-lock", action="store_true", help="exit 1 when the installed set differs from the lock")
     p.set_defaults(func=cmd_env)
 
-    try:
-        from r1lab.eval.cli import add_eval_command
-    except ImportError:
-        add_eval_command = None
-    if add_eval_command is not None:
-        add_eval_command(sub)
-    else:
-        p = sub.add_parser("eval", help="evaluate a model on benchmarks (not installed yet)")
-        p.set_defaults(func=lambda a: (print("r1lab eval: r1lab/eval is not available yet", file=sys.stderr), 1)[1])
+    from r1lab.eval.cli import add_eval_command
+
+    add_eval_command(sub)
     return ap
 
 

@@ -81,15 +81,25 @@ def _load_entry_points() -> dict[str, importlib.metadata.EntryPoint]:
         return {}
 
 
+_FILE_MODULES: dict[tuple, object] = {}   # (resolved path, mtime, size) -> module: a file runs once per version
+
+
 def _load_from_file(path: str, attr: str) -> Callable:
+    """`attr` of the module in `path`. The file is executed once per content version (validation and the run then
+    share one module); an edited file is loaded again."""
     file = Path(path).expanduser()
     if not file.is_file():
         raise RewardError(f"reward file not found: {path} (from spec '{path}:{attr}')")
-    mod_name = f"_r1lab_user_reward_{abs(hash(str(file.resolve())))}"
-    spec = importlib.util.spec_from_file_location(mod_name, file)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[mod_name] = module
-    spec.loader.exec_module(module)
+    st = file.stat()
+    key = (str(file.resolve()), st.st_mtime_ns, st.st_size)
+    module = _FILE_MODULES.get(key)
+    if module is None:
+        mod_name = f"_r1lab_user_reward_{abs(hash(str(file.resolve())))}"
+        spec = importlib.util.spec_from_file_location(mod_name, file)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[mod_name] = module
+        spec.loader.exec_module(module)
+        _FILE_MODULES[key] = module
     return _attr(module, attr, f"{path}:{attr}")
 
 

@@ -43,7 +43,7 @@ def get_stage_module(kind: str) -> ModuleType:
         mod = importlib.import_module(name)
     except ModuleNotFoundError as e:
         if e.name and (name == e.name or name.startswith(e.name + ".")):
-            raise StageKindError(f"stage kind {kind!r} is not available: module {name} does not exist yet") from e
+            raise StageKindError(f"stage kind {kind!r} is not available: module {name} does not exist") from e
         raise
     for attr in ("Params", "run"):
         if not hasattr(mod, attr):

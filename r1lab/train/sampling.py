@@ -104,7 +104,8 @@ def rejection_sample(ctx, p, model_path: str, tokenizer_path: str) -> dict:
     seed = ctx.seed if p.seed is None else p.seed
     tok = load_tokenizer(tokenizer_path, p.chat_template)
     engine = open_engine(ctx.engine_name(p.engine), model_path, tok)
-    funcs = {short_name(spec): (rewards.get_reward(spec), w) for spec, w in p.rewards.items()}
+    scorer = rewards.combine(p.rewards)            # the weighted sum; each reward's values in .last_parts
+    names = [short_name(spec) for spec in p.rewards]
     fmt = rewards.get_reward("think_format")
     lang = rewards.get_reward("language_consistency")
     rows = list(ctx.load_mixture(p.data, size=p.mix_size))
@@ -129,7 +130,8 @@ def rejection_sample(ctx, p, model_path: str, tokenizer_path: str) -> dict:
             cols = {k: [batch[i].get(k) for i, _ in flat] for k in batch[0]}
             cols["prompts"] = [msgs[i] for i, _ in flat]
             cols["completion_ids"] = [s.token_ids for _, s in flat]
-            scores = {name: f(texts, **cols) for name, (f, _) in funcs.items()}
+            totals = scorer(texts, **cols)
+            scores = dict(zip(names, scorer.last_parts.values()))
             f_vals = fmt(texts, **cols) if p.require_format else [None] * len(flat)
             l_vals = lang(texts, **cols) if p.no_language_mixing else [None] * len(flat)
             per_prompt = defaultdict(list)
@@ -137,7 +139,7 @@ def rejection_sample(ctx, p, model_path: str, tokenizer_path: str) -> dict:
                 n_tokens_total += len(s.token_ids)
                 per_prompt[i].append({"text": s.text, "n_tokens": len(s.token_ids), "finish_reason": s.finish_reason,
                                       "scores": {n: v[k] for n, v in scores.items()}, "format": f_vals[k],
-                                      "language": l_vals[k], "index": len(per_prompt[i])})
+                                      "language": l_vals[k], "index": len(per_prompt[i]), "total": totals[k]})
             for i, row in enumerate(batch):
                 kept, why = select(per_prompt[i], p)
                 reasons.update(why)
@@ -149,10 +151,9 @@ def rejection_sample(ctx, p, model_path: str, tokenizer_path: str) -> dict:
                 st["prompts_with_kept"] += bool(kept)
                 pid = row.get("id", f"row-{b + i}")
                 for s in kept:
-                    total = sum(w * v for n, (_, w) in funcs.items() if (v := s["scores"][n]) is not None)
                     extra = {k: v for k, v in row.items() if k not in ("prompt", "solution", "messages", "id")}
                     out_rows.append({**extra, "id": f"{pid}-s{s['index']}", "prompt_id": pid, "prompt": row["prompt"],
-                                     "completion": s["text"], "reward": total, "rewards": s["scores"],
+                                     "completion": s["text"], "reward": s["total"], "rewards": s["scores"],
                                      "n_tokens": s["n_tokens"], "sample_index": s["index"], "model": model_path})
             update(advance=len(batch), kept=len(out_rows))
 
@@ -164,7 +165,7 @@ def rejection_sample(ctx, p, model_path: str, tokenizer_path: str) -> dict:
     lines += [f"| {r['task']} | {r['difficulty']} | {r['prompts']} | {r['sampled']} | {r['kept']} | {r['yield']:.1%} | "
               f"{r['prompts_with_kept']} |" for r in yield_table]
     ctx.add_report(f"Rejection sampling from `{model_path}`: {p.n} samples per prompt (T={p.temperature}), kept "
-                   f"those with every reward ≥ {p.threshold} ({', '.join(funcs)}), then filters; {len(out_rows)} of "
+                   f"those with every reward ≥ {p.threshold} ({', '.join(names)}), then filters; {len(out_rows)} of "
                    f"{sampled} kept. Rejected by: {dict(reasons) or 'none'}.\n\n" + "\n".join(lines))
     for r in yield_table:
         ctx.print(f"{ctx.name}: {r['task']} d={r['difficulty']}: kept {r['kept']}/{r['sampled']} ({r['yield']:.1%})")
