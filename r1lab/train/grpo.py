@@ -18,7 +18,6 @@ import contextlib
 import hashlib
 
 from r1lab.params import short_name
-from r1lab.train.sampling import chat_prompt_ids
 
 
 def rollout_func(engine_name: str, tokenizer, seed: int, engine_kwargs: dict | None = None):
@@ -45,8 +44,7 @@ def rollout_func(engine_name: str, tokenizer, seed: int, engine_kwargs: dict | N
         groups = [prompts[i:i + g] for i in range(0, len(prompts), g)]
         if len(prompts) % g or any(any(p != grp[0] for p in grp) for grp in groups):
             groups, g = [[p] for p in prompts], 1          # not TRL's repeated layout: one sample per entry
-        ids = [chat_prompt_ids(tokenizer, grp[0]) if isinstance(grp[0], list) else
-               tokenizer(grp[0], add_special_tokens=False)["input_ids"] for grp in groups]
+        ids = _prompt_ids(trainer, [grp[0] for grp in groups])
         args = trainer.args
         call_seed = _seed(seed, step, trainer.accelerator.process_index, state["calls"])
         state["calls"] += 1
@@ -58,6 +56,17 @@ def rollout_func(engine_name: str, tokenizer, seed: int, engine_kwargs: dict | N
                 "logprobs": [s.logprobs for _, s in flat]}
 
     return rollout
+
+
+def _prompt_ids(trainer, prompts: list) -> list[list[int]]:
+    """The prompts tokenized exactly as TRL's own generation path does (its chat template and template kwargs)."""
+    tok = trainer.processing_class
+    if isinstance(prompts[0], list):
+        out = tok.apply_chat_template(conversation=prompts, chat_template=getattr(trainer, "chat_template", None),
+                                      add_generation_prompt=True, tokenize=True, return_dict=True,
+                                      **(getattr(trainer, "chat_template_kwargs", None) or {}))
+        return [list(x) for x in out["input_ids"]]
+    return [list(x) for x in tok(text=prompts)["input_ids"]]
 
 
 def _seed(*parts) -> int:
