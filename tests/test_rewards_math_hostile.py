@@ -93,7 +93,10 @@ def test_worker_replies_build_no_objects():
 def test_math_reward_source_never_evaluates_text():
     """No call, import or name in the math reward's modules reaches a string evaluator."""
     evaluators = {"eval", "exec", "compile", "__import__", "parse_expr", "sympify", "S"}
-    for name in ("math.py", "math_sympy.py", "math_parse.py"):
+    names = sorted(p.name for p in (ROOT / "rewards").glob("math*.py"))
+    assert {"math.py", "math_extract.py", "math_normalize.py", "math_structure.py", "math_verdict.py",
+            "math_sympy.py", "math_parse.py"} <= set(names)
+    for name in names:
         tree = ast.parse((ROOT / "rewards" / name).read_text())
         used = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
         used |= {a.name for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom)) for a in n.names}
