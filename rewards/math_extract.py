@@ -76,7 +76,8 @@ def last_boxed(text: str) -> str | None:
 
 # what may stand between boxes that together make one answer: `\boxed{3}, \boxed{5}`, `$\boxed{3}$ and ...`
 # ("or" does not: `\boxed{15\frac{39}{40}}, or \boxed{\frac{639}{40}}` spells one answer twice)
-_BOX_GAP = re.compile(r"(?:\s|[,;$~]|\\[,;:!]|\\q?quad|\\text\{\s*(?:and|,)?\s*\}|and)*")
+_BOX_GAP = re.compile(r"(?:\s|[,;$~]|\\[,;:!()]|\\q?quad|\\text\{[^{}]{0,30}?\band\s*\}|\\text\{\s*,?\s*\}|and|"
+                      r"[A-Za-z](?:_\{?\w{1,3}\}?)?\s*=)*")  # `\) and \( y_2 = \boxed{...}`
 
 
 def final_boxed(text: str) -> str | None:
@@ -113,7 +114,8 @@ def _after_hashes(text: str) -> str | None:
 
 
 _ANSWER_WORD = re.compile(r"answer", re.IGNORECASE)
-_PHRASE_HEAD = re.compile(r"\s*(?:is|:)\s*", re.IGNORECASE)  # one quantifier per gap: no backtracking
+_PHRASE_HEAD = re.compile(r"\s*(?:is|:)\s*|[ \t]+(?=\$|\\[(\[])", re.IGNORECASE)  # `Answer $9$` too; one
+# quantifier per gap: no backtracking
 _PHRASE_LINE = re.compile(r":?\s*([^\n]+)")
 
 
@@ -132,14 +134,22 @@ _CONNECTIVE = re.compile(r"[,;]?\s+(?:because|since|as|which|so|therefore|thus|h
                          r"from|by|after|due|meaning|i\.e\.|that is)\b", re.IGNORECASE)
 
 
+_NAMED_VALUE = re.compile(r"(The [^.=]{1,80}?) is (.+)")
+
+
 def _phrase_value(tail: str) -> str | None:
     """The answer at the start of the text after an answer phrase: its first `$...$` / `\\(...\\)` if it
     starts with one; else the first sentence, cut before a connective that starts an explanation
     (`42 because ...`, `42, since ...`)."""
-    math = re.match(r"\$+([^$]+)\$+", tail) or re.match(r"\\\((.+?)\\\)", tail)
+    math = re.match(r"\$+([^$]+)\$+", tail) or re.match(r"\\\((.+?)\\\)", tail) or re.match(r"\\\[(.+?)\\\]", tail)
     if math:
         return math.group(1).strip()
     value = re.split(r"\.(?:\s|$)", tail)[0].strip().rstrip(".")
+    named = _NAMED_VALUE.match(value)  # Minerva's `Final Answer: The volume of $V$ is 120.`
+    if named and "answer" not in named.group(1).lower():
+        value = named.group(2).strip()
+        math = re.fullmatch(r"\$+([^$]+)\$+", value)
+        value = math.group(1).strip() if math else value
     if len(value) <= MAX_ANSWER_CHARS:  # (longer ones are refused anyway; this keeps the regex linear)
         value = _CONNECTIVE.split(value, maxsplit=1)[0].strip()
     return value or None
@@ -148,6 +158,13 @@ def _phrase_value(tail: str) -> str | None:
 def _extract(text: str) -> str | None:
     boxed = final_boxed(text)
     if boxed is not None:
+        # a "Final Answer: ..." after the last box states the answer again, later: it wins (Minerva's
+        # format after boxed intermediate results)
+        fin = text.lower().rfind("final answer")
+        if fin > next(_closed_boxes(text))[2]:
+            stated = _after_answer_phrase(text[fin:])
+            if stated:
+                return stated
         return boxed.strip()
     inner = _last_tagged(text)
     if inner is not None:
@@ -158,17 +175,24 @@ def _extract(text: str) -> str | None:
     return _after_answer_phrase(text)
 
 
+_DOUBLED = re.compile(r"(?<!\\)\\\\(?=(?:boxed|frac|dfrac|tfrac|left|right|le|leq|ge|geq|sqrt|pi|cdot|times|"
+                      r"text|infty|in|cup|pm)(?![A-Za-z]))")
+
+
+def undouble(text: str) -> str:
+    """`\\\\frac{1}{2}` -> `\\frac{1}{2}`: LaTeX whose backslashes were escaped twice (a JSON or Python
+    string written once too often) -- a doubled backslash before a known command name, which a row break
+    `\\\\` never is in an answer."""
+    return _DOUBLED.sub(r"\\", text) if "\\\\" in text else text
+
+
 def extract_answer(text: str | None) -> str | None:
-    """The final answer of a completion (text after the last `</think>` first), or None if it gives none.
-    Every step scans the text a bounded number of times: linear time on any input."""
+    """The final answer of a completion, or None if it gives none. When the completion closes its reasoning
+    with `</think>`, only the text after the last one counts (an answer inside the reasoning is not a final
+    answer). Every step scans the text a bounded number of times: linear time on any input."""
     if not text:
         return None
-    tail = text.rsplit("</think>", 1)[-1]
-    if tail is not text:
-        found = _extract(tail)
-        if found is not None:
-            return found
-    return _extract(text)
+    return _extract(undouble(text.rsplit("</think>", 1)[-1]))
 
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from rewards.math_extract import brace_partners
+from rewards.math_extract import brace_partners, undouble
 
 
 def is_variable(s: str) -> bool:
@@ -73,6 +73,11 @@ def _unwrap_text(s: str) -> str:
 _TEXT_CMD = re.compile(r"\\(?:text|textbf|textit|textrm|mathrm|mathbf|mathit|mbox|operatorname|textnormal)\s*\{")
 
 
+# `17\text{ any text}`, `15\mbox{ cm}^2`: words after a number are its unit or label (one linear scan: the
+# pattern is anchored and has one unbounded run)
+_TEXT_AFTER_NUMBER = re.compile(r"^([^\\]*\d)\s*\\(?:text|mbox|textnormal|mathrm)\s*\{[^{}]*\}(?:\^\{?[23]\}?)?$")
+
+
 def _strip_delims(s: str) -> str:
     s = s.strip()
     for a, b in (("$$", "$$"), ("$", "$"), (r"\(", r"\)"), (r"\[", r"\]")):
@@ -99,9 +104,10 @@ def _latex_cleanup(s: str) -> str:
     return s
 
 
-def _numbers(s: str) -> str:
-    """Thousands separators, leading `+`, `\\frac12` shorthand, mixed numbers `2\\frac{1}{2}`."""
-    if re.fullmatch(r"-?\d{1,3}(,\d{3})+(\.\d+)?", s):
+def _numbers(s: str, thousands: bool = True) -> str:
+    """Thousands separators (unless the comma was followed by a space: `32, 349` is two numbers), leading
+    `+`, `\\frac12` shorthand, mixed numbers `2\\frac{1}{2}`."""
+    if thousands and re.fullmatch(r"-?[1-9]\d{0,2}(,\d{3})+(\.\d+)?", s):
         s = s.replace(",", "")
     s = re.sub(r"\\frac(\d)(\d)", r"\\frac{\1}{\2}", s)
     s = re.sub(r"\\frac\{([^{}]*)\}(\d)", r"\\frac{\1}{\2}", s)
@@ -124,13 +130,15 @@ def _drop_approximation(s: str) -> str:
 
 def normalize(s: str) -> str:
     """A canonical spelling of an answer string (see the module doc); spaces are kept only inside words."""
-    s = str(s).replace(r"\$", "")
-    s = _strip_delims(_unwrap_text(_latex_cleanup(_strip_delims(s))))
+    s = undouble(str(s)).replace(r"\$", "")
+    spaced_comma = re.search(r"\d,\s+\d", s) is not None  # `32, 349` (but `11,\! 111` is one number)
+    s = _strip_delims(_latex_cleanup(_strip_delims(s)))
+    s = _strip_delims(_unwrap_text(_TEXT_AFTER_NUMBER.sub(r"\1", s)))
     s = _drop_approximation(re.sub(r"\s+", " ", s).strip()).rstrip(".").strip()
     s = s.replace("%", "").strip()
-    s = re.sub(r"\s+(?:or|and)\s+", ",", s)
+    s = re.sub(r"\s+(?:or|and)\s+|(?<=[)\]])\s*(?:or|and)\s*(?=[(\[])", ",", s)
     s = _strip_units(s)
     s = re.sub(r"(?<=[\d}])\s+(?=[\d\\])", " ", s)
     s = re.sub(r"(?<![A-Za-z])\s+|\s+(?![A-Za-z])", "", s)
-    return _numbers(s)
+    return _numbers(s, thousands=not spaced_comma)
 

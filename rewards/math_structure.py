@@ -37,9 +37,15 @@ _LESS = {r"\leq": True, r"\le": True, "<=": True, "≤": True, "<": False, r"\lt
 _MORE = {r"\geq": True, r"\ge": True, ">=": True, "≥": True, ">": False, r"\gt": False}
 
 
+_FLIP = {"<": ">", ">": "<", "<=": ">=", ">=": "<=", "≤": "≥", "≥": "≤", r"\lt": r"\gt", r"\gt": r"\lt",
+         r"\le": r"\ge", r"\ge": r"\le", r"\leq": r"\geq", r"\geq": r"\leq"}
+
+
 def _inequality(s: str):
-    """`x > 3`, `-1 \\le x \\le 4`, `3 < x` -> the interval they describe (one variable only)."""
+    """`x > 3`, `-1 \\le x \\le 4`, `3 < x`, `-x > -1` -> the interval they describe (one variable only)."""
     parts = [p.strip() for p in _INEQ.split(s)]
+    if len(parts) == 3 and parts[0][:1] == "-" and is_variable(parts[0][1:]) and not is_variable(parts[2]):
+        parts = [parts[0][1:], _FLIP[parts[1]], f"-({parts[2]})"]  # -x > -1 is x < 1
     if len(parts) == 3 and is_variable(parts[0]) != is_variable(parts[2]):
         var_left = is_variable(parts[0])
         value, op = (parts[2] if var_left else parts[0]), parts[1]
@@ -67,7 +73,7 @@ def _matrix(s: str):
 
 def structure(s: str):
     """Read a normalised answer into (kind, payload); kinds: matrix, set, union, interval, tuple, list,
-    eq, choice, text, expr."""
+    eq, ratio, choice, text, expr."""
     if (mat := _matrix(s)) is not None:
         return mat
     if re.fullmatch(r"\(?[A-Ea-e]\)?|\\text\{\(?[A-E]\)?\}", s) and re.search(r"[A-E]", s):
@@ -77,6 +83,8 @@ def structure(s: str):
         return ("list", [f"{a}+{b}", f"{a}-{b}"] if a else [b, f"-{b}"])
     if s.startswith(r"\{") and s.endswith(r"\}"):
         return ("set", split_top(s[2:-2].replace(r"\{", "{").replace(r"\}", "}")))
+    if s.startswith("{") and s.endswith("}") and matching_close(s, 0) == len(s) - 1:  # `{1,3}`: LaTeX grouping
+        return structure(s[1:-1])
     if r"\cup" in s:
         return ("union", [structure(p) for p in s.split(r"\cup")])
     if len(s) >= 2 and s[0] in "([" and s[-1] in ")]" and matching_close(s, 0, "([{", ")]}") == len(s) - 1:
@@ -86,7 +94,9 @@ def structure(s: str):
         if len(items) == 2 and (s[0] == "[" or s[-1] == "]"):
             return ("interval", (s[0], items[0], items[1], s[-1]))
         return ("tuple", items)
-    items = split_top(s, ",;")
+    items = split_top(s, ";")  # `p=5,q=2;p=7,q=2`: `;` separates answers whose parts `,` separates
+    if len(items) == 1:
+        items = split_top(s, ",")
     if len(items) > 1:
         return ("list", items)
     if (iv := _inequality(s)) is not None:
@@ -97,6 +107,9 @@ def structure(s: str):
     eq = split_top(s, "=")
     if len(eq) >= 2 and all(eq):
         return _equation(eq)
+    ratio = split_top(s, ":")  # `11:21`
+    if len(ratio) > 1 and all(ratio):
+        return ("ratio", ratio)
     if re.fullmatch(r"[A-Za-z][A-Za-z ']*[A-Za-z]", s) and not re.fullmatch(r"[a-z]{1,3}", s):
         return ("text", s.lower())
     return ("expr", s)
@@ -104,10 +117,11 @@ def structure(s: str):
 
 def _equation(sides: list[str]):
     """`y = 2x+3` is an equation; in a chain the last right-hand side wins (`x = 2+3 = 5` is `x = 5`), and a
-    computation without letters before `=` is its result (`6 \\times 7 = 42` is `42`)."""
+    computation without letters is its result (`6 \\times 7 = 42` is `42`; `7 = 11a+c` stays an equation)."""
     if is_label(sides[0]):
         return ("eq", [sides[0], sides[-1]])
-    if len(sides) > 2 or not re.search(r"[A-Za-z]", re.sub(r"\\[A-Za-z]+", "", sides[0])):
+    letters = [re.search(r"[A-Za-z]", re.sub(r"\\[A-Za-z]+", "", x)) is not None for x in (sides[0], sides[-1])]
+    if len(sides) > 2 or letters == [False, False]:
         return structure(sides[-1])
     return ("eq", sides)
 
@@ -137,12 +151,16 @@ def to_number(s: str) -> Fraction | None:
     return None
 
 
-_LABEL = re.compile(r"[A-Za-z](?:_\{?\w+\}?)?|\\[a-zA-Z]+|[A-Za-z]\([A-Za-z]\)|[A-Za-z]{2,3}")
+_LABEL = re.compile(r"[A-Za-z](?:_\{?\w+\}?)?|\\[a-zA-Z]+|[A-Za-z]\([A-Za-z]\)|[A-Za-z]{2,3}|\|[A-Za-z]{1,3}\||"
+                    r"\\frac\{[A-Za-z]{1,3}\}\{[A-Za-z]{1,3}\}")
 
 
 def is_label(s: str) -> bool:
     """A name an answer may be given under: `x`, `x_1`, `\\theta`, `f(x)`, `AB` (a segment), or a tuple of
-    them, `(p,q)`; `(p,q)=(3,2)` then equals `(3,2)` and `x \\in [-2,7]` equals `[-2,7]`."""
+    them, `(p,q)`, or a ratio of them, `V_1:V_2`, `|AB|`, `\\frac{NO}{BO}`; `(p,q)=(3,2)` then equals `(3,2)`,
+    `x \\in [-2,7]` equals `[-2,7]` and `V_1:V_2=11:21` equals `11:21`."""
+    if ":" in s:
+        return all(_LABEL.fullmatch(n) for n in s.split(":"))
     if s[:1] == "(" and s[-1:] == ")":
         names = split_top(s[1:-1])
         return len(names) > 1 and all(_LABEL.fullmatch(n) for n in names)

@@ -29,15 +29,9 @@ def scalar_equal(p: str, g: str) -> bool:
 
 
 def _unordered(ps: list, gs: list) -> bool:
-    if len(ps) != len(gs):
-        return False
-    left = list(gs)
-    for p in ps:
-        hit = next((k for k, g in enumerate(left) if node_equal(p, g)), None)
-        if hit is None:
-            return False
-        left.pop(hit)
-    return True
+    """Lists of answers compare as sets: every answer given is a gold one and every gold one is given (a
+    solution written twice, as in Math-Verify's numina case, is still one solution)."""
+    return all(any(node_equal(p, g) for g in gs) for p in ps) and all(any(node_equal(p, g) for p in ps) for g in gs)
 
 
 def _ordered(ps: list, gs: list) -> bool:
@@ -75,7 +69,7 @@ def node_equal(p, g) -> bool:
         return is_label(gv[0]) and node_equal(p, gv[1])
     if pk == "eq" and gk != "eq":
         return is_label(pv[0]) and node_equal(pv[1], g)
-    if pk == "list" and gk == "tuple":
+    if {pk, gk} == {"list", "tuple"}:
         return _ordered(pv, gv)
     if {pk, gk} == {"interval", "tuple"}:  # an open interval written (a, b)
         (pk, pv), (gk, gv) = (_as_interval(pk, pv), _as_interval(gk, gv))
@@ -85,6 +79,10 @@ def node_equal(p, g) -> bool:
         return _unordered(pv, gv)
     if pk != gk:
         return False
+    if pk == "ratio":  # 11:21 = 22:42; with a zero part (a time, 12:00) part by part
+        if len(pv) == len(gv) == 2 and 0 not in map(to_number, pv + gv):
+            return scalar_equal(f"\\frac{{{pv[0]}}}{{{pv[1]}}}", f"\\frac{{{gv[0]}}}{{{gv[1]}}}")
+        return _ordered(pv, gv)
     if pk == "matrix":
         return len(pv) == len(gv) and all(_ordered(a, b) for a, b in zip(pv, gv))
     if pk == "tuple":
@@ -98,7 +96,9 @@ def node_equal(p, g) -> bool:
     return scalar_equal(pv, gv)
 
 
-_OPTION = re.compile(r"\(([A-E])\)\s*([^\s()].*)", re.DOTALL)  # `(D) Alina`: a choice letter with its text
+# `(D) Alina`, `C Cecile`, `B. Paris`: a choice letter with its option text
+_OPTION = re.compile(r"\(?([A-E])(?:\)\s*|[.:)]?\s+(?=[A-Z]))([^\s()].*)", re.DOTALL)
+_FIRST_LETTER = re.compile(r"(?<![A-Za-z])[A-E](?![A-Za-z])")
 
 
 def _choice_letter(pred: str) -> str:
@@ -120,6 +120,10 @@ def equiv(pred: str, gold: str) -> bool:
         return True
     if structure(g)[0] == "choice":
         p = normalize(_choice_letter(pred))
+        if structure(p)[0] != "choice" and re.search(r"[A-Za-z]{2,}", p) and (first := _FIRST_LETTER.search(pred)):
+            # prose after the marker: its first choice letter (`for sure D, not A or B`)
+            p = first.group()
+    p, g = _decimal_comma(p, g, pred, gold)
     try:
         return node_equal(p, g)
     except (RecursionError, ValueError, TypeError, AttributeError, IndexError):
@@ -131,9 +135,23 @@ def _same_word(p: str, g: str) -> bool:
     return p.lower() == g.lower() and bool(re.fullmatch(r"[A-Za-z][A-Za-z ']+", p))
 
 
+_COMMA_DECIMAL = re.compile(r"-?\d+,\d+")
+_THOUSANDS = re.compile(r"-?[1-9]\d{0,2}(,\d{3})+")
+
+
+def _decimal_comma(p: str, g: str, raw_p: str, raw_g: str) -> tuple[str, str]:
+    """`1000,99` and `0,111` against a decimal number are decimal commas: a comma between digits that
+    cannot be a thousands separator, written without a space (`1, 22` is two answers)."""
+    for a, b, raw in ((p, g, raw_p), (g, p, raw_g)):
+        if (_COMMA_DECIMAL.fullmatch(a) and not _THOUSANDS.fullmatch(a) and "." in b and to_number(b) is not None
+                and not re.search(r",\s", raw)):
+            return (a.replace(",", "."), b) if a is p else (b, a.replace(",", "."))
+    return p, g
+
+
 def quick_equiv(pred: str, gold: str) -> bool | None:
     """A decision without sympy when the strings settle it (same spelling, or two plain numbers); else None."""
-    p, g = normalize(pred), normalize(gold)
+    p, g = _decimal_comma(normalize(pred), normalize(gold), pred, gold)
     if p == g or _same_word(p, g):
         return True
     a, b = to_number(p), to_number(g)

@@ -177,3 +177,38 @@ def test_extraction_still_finds_the_answer_after_junk():
     assert extract_answer("<answer>" * 100 + "<answer>7</answer>") == "7"
     assert math_accuracy([junk + "\\boxed{42}"], answer=["42"]) == [1.0]
 
+
+
+# ------------------------------------------------------------------ the math workers run jailed
+
+def test_math_worker_is_jailed_and_cannot_write_outside(tmp_path):
+    """A task that gets code running in a math worker (here: the pool's target itself is a file writer)
+    cannot create a file anywhere the trainer sees -- not in /tmp, not in the repository -- nor start a
+    process. The math reward's own pool is jailed the same way (`rewards.math._pool`)."""
+    from rewards.math import _pool
+
+    target = tmp_path / "x"
+    pool = TimeoutPool("os:mkdir", workers=1, jailed=True)
+    try:
+        made = pool.map([(str(target),), ("/tmp/r1lab_math_worker_probe",), (str(ROOT / "probe"),)], timeout=60)
+    finally:
+        pool.close()
+    assert all(isinstance(m, RuntimeError) for m in made), made
+    assert not target.exists() and not Path("/tmp/r1lab_math_worker_probe").exists() and not (ROOT / "probe").exists()
+    forker = TimeoutPool("os:system", workers=1, jailed=True)
+    try:
+        status = forker.map([(f"touch {tmp_path / 'y'}",)], timeout=60)
+    finally:
+        forker.close()
+    assert not (tmp_path / "y").exists(), status
+    assert _pool().jailed
+    assert pool.isolation and pool.isolation.split("+")[0] in ("namespaces", "partial", "rlimits")
+
+
+def test_unjailed_worker_can_write_so_the_jail_test_means_something(tmp_path):
+    pool = TimeoutPool("os:mkdir", workers=1)
+    try:
+        assert pool.map([(str(tmp_path / "x"),)], timeout=60) == [None]
+    finally:
+        pool.close()
+    assert (tmp_path / "x").exists()

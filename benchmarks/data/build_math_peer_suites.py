@@ -22,10 +22,11 @@ import sys
 from pathlib import Path
 
 OUT = Path(__file__).with_name("math_peer_suites.jsonl")
-_MARKER = re.compile(r"\\boxed|\\fbox|<answer>|answer\s*(?:is|:)|####", re.IGNORECASE)
+_MARKER = re.compile(r"\\boxed|\\fbox|<answer>|answer\s*(?:is|:)|####|^answer[ \t]+(?=\$|\\[(\[])", re.I | re.M)
 _PROSE = re.compile(r"(?<![\\A-Za-z])[A-Za-z]{2,}\s+[A-Za-z]{2,}\s+[A-Za-z]{2,}")
 # free-text preds of the peers' extraction tests that have no three-word run but are still prose
-_KEEP_VERBATIM = {"Soucis : 2,74 $ a..", "AZYUK2A", "D. it can't be A or B"}
+_KEEP_VERBATIM = {"Soucis : 2,74 $ a..", "AZYUK2A", "D. it can't be A or B", "not it's not 10 it's 1,000.99m²",
+                  "Because B is valid"}
 
 
 def completion_of(pred: str) -> tuple[str, str]:
@@ -35,14 +36,15 @@ def completion_of(pred: str) -> tuple[str, str]:
     its `$` delimiters dropped: `\\boxed{\\frac13}`."""
     if _MARKER.search(pred) or pred in _KEEP_VERBATIM:
         return pred, "verbatim"
-    if _PROSE.search(re.sub(r"\\[A-Za-z]+\{[^{}]*\}", " ", pred)) or len(pred) > 200:
+    if (_PROSE.search(re.sub(r"\\[A-Za-z]+\{[^{}]*\}", " ", pred)) or len(pred) > 200
+            or re.match(r"[A-Za-z ]+:", pred) or pred.startswith("Answer")):
         return pred, "verbatim (prose without a final-answer marker)"
     body = pred.strip()
     for a, b in (("$$", "$$"), ("$", "$"), (r"\(", r"\)"), (r"\[", r"\]")):
         if body.startswith(a) and body.endswith(b) and len(body) >= len(a) + len(b):
             body = body[len(a):len(body) - len(b)].strip()
             break
-    return "\\boxed{" + body.replace("$", "").strip() + "}", "boxed"
+    return "\\boxed{" + re.sub(r"(?<!\\)\$", "", body).strip() + "}", "boxed"
 
 
 def git_show(mirrors: Path, repo: str, path: str) -> str:
@@ -68,10 +70,34 @@ def parametrized(code: str):
                     yield fn.name, names, ast.get_source_segment(code, el)
 
 
+_NO_MARKER = ("no final-answer marker: under the R1 policy a completion must mark its answer (\\boxed{}, "
+              "<answer>, 'the answer is', 'Final Answer:'); prose without one scores 0")
+_ROUNDED = "exact policy: a rounded decimal is not the exact value (the peer compares at a set precision)"
+# (test, peer's pred) -> (our label, why), where we judge the peer's label wrong
+OUR_LABELS = {
+    ("test_string_extraction", r"$1 + \frac{1}{\mathrm{e}}$"): (False, "1 - 1/e (~0.632) and 1 + 1/e (~1.368) "
+                                                                 "differ; the suite asserts they are equal"),
+    ("test_order", "10, 4, -2"): (True, "a comma list of answers ('enter all solutions') is unordered; hendrycks "
+                                        "compares the strings"),
+    ("test_decimals", "0.1, 4, 2"): (True, "a comma list of answers is unordered, and .1 = 0.1"),
+    ("test_set_rel_assymetry", r"$-2 \\le x \\le 7$"): (True, "x in [-2,7] and -2 <= x <= 7 say the same; "
+                                                             "math-verify's default accepts it one way round only"),
+    ("test_complex_math_expressions", "$0.0833333333333333$"): (False, _ROUNDED),
+    ("test_complex_math_expressions", r"$\begin{pmatrix}0.33\\0.2 \end{pmatrix}$"): (False, _ROUNDED),
+    ("test_complex_math_expressions", "$(0.6,2.6667]$"): (False, _ROUNDED),
+    ("test_float_precision", r"$\sqrt{17}$"): (False, _ROUNDED),
+}
+
+
 def row(source, file, test, gold, pred, label, **extra) -> dict:
     completion, wrap = completion_of(pred)
-    return dict(source=source, file=file, test=test, gold=gold, peer_pred=pred, completion=completion, wrap=wrap,
-                label=bool(label), **extra)
+    out = dict(source=source, file=file, test=test, gold=gold, peer_pred=pred, completion=completion, wrap=wrap,
+               label=bool(label), **extra)
+    if (test, pred) in OUR_LABELS:
+        out["our_label"], out["why"] = OUR_LABELS[(test, pred)]
+    elif wrap.startswith("verbatim (") and label:
+        out["our_label"], out["why"] = False, _NO_MARKER
+    return out
 
 
 def math_verify_like(mirrors, source, repo, paths, seen) -> list[dict]:
