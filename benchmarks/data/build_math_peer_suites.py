@@ -34,8 +34,10 @@ def completion_of(pred: str) -> tuple[str, str]:
     marker, or is prose (a run of three words outside LaTeX commands), is used verbatim; a bare answer
     string (what the peer's test compares after extraction: `$\\frac13$`, `28 pct`, `1,000.99`) is boxed,
     its `$` delimiters dropped: `\\boxed{\\frac13}`."""
-    if _MARKER.search(pred) or pred in _KEEP_VERBATIM:
+    if _MARKER.search(pred):
         return pred, "verbatim"
+    if pred in _KEEP_VERBATIM:
+        return pred, "verbatim (prose without a final-answer marker)"
     if (_PROSE.search(re.sub(r"\\[A-Za-z]+\{[^{}]*\}", " ", pred)) or len(pred) > 200
             or re.match(r"[A-Za-z ]+:", pred) or pred.startswith("Answer")):
         return pred, "verbatim (prose without a final-answer marker)"
