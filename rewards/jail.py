@@ -38,182 +38,27 @@ mount read-only -- and reports `namespaces+MODE` only if all hold, else `partial
 """
 
 import builtins
-import ctypes
 import importlib
+import importlib.util
 import json
 import os
-import resource
 import sys
 
-libc = ctypes.CDLL(None, use_errno=True)
-CLONE_NEWNS, CLONE_NEWUSER, CLONE_NEWNET = 0x00020000, 0x10000000, 0x40000000
-CLONE_NEWPID, CLONE_NEWIPC, CLONE_NEWUTS = 0x20000000, 0x08000000, 0x04000000
-PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_SET_NO_NEW_PRIVS = 1, 4, 38
-MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
-MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 32, 4096, 16384, 262144
-SCRATCH = ("/tmp", "/var/tmp", "/dev/shm")
-WRITABLE = {"/proc", "/dev", "/dev/pts", *SCRATCH}
-MAX_MESSAGE = 16 << 20
+# the set-up half (namespaces, mounts, privileges, rlimits, framing) is shared with the math reward's
+# workers; loaded by path, as this file is (rewards/ is not on sys.path here: its math.py would shadow
+# the standard library's)
+_spec = importlib.util.spec_from_file_location("r1lab_jail_setup", os.path.join(os.path.dirname(__file__),
+                                                                                 "jail_setup.py"))
+_setup = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_setup)
+libc, PR_SET_PDEATHSIG, MAX_MESSAGE = _setup.libc, _setup.PR_SET_PDEATHSIG, _setup.MAX_MESSAGE
+read_frame, send, receive = _setup.read_frame, _setup.send, _setup.receive
+unshare_namespaces, set_up_filesystem, isolation_gaps = (_setup.unshare_namespaces, _setup.set_up_filesystem,
+                                                          _setup.isolation_gaps)
+describe_isolation, drop_privileges, set_limits, keep_only_fds = (_setup.describe_isolation, _setup.drop_privileges,
+                                                                   _setup.set_limits, _setup.keep_only_fds)
 DEPTH = 200
 
-
-# ----------------------------------------------------------------------------- framing
-
-def read_exact(fd, n):
-    """Exactly n bytes from fd (never more: what follows in the pipe stays unread), or b'' at EOF."""
-    out = b""
-    while len(out) < n:
-        chunk = os.read(fd, n - len(out))
-        if not chunk:
-            return b""
-        out += chunk
-    return out
-
-
-def read_frame(fd):
-    """One `LENGTH\\n` + payload frame (the parent's job and tests arrive so); b'' at EOF."""
-    digits = b""
-    while not digits.endswith(b"\n"):
-        c = os.read(fd, 1)
-        if not c or len(digits) > 12:
-            return b""
-        digits += c
-    n = int(digits)
-    return read_exact(fd, n) if n <= MAX_MESSAGE else b""
-
-
-def send(f, obj):
-    """One JSON message per line (json never writes a raw newline inside one)."""
-    f.write(json.dumps(obj, separators=(",", ":")).encode() + b"\n")
-    f.flush()
-
-
-def receive(f):
-    line = f.readline(MAX_MESSAGE + 1)
-    if not line.endswith(b"\n"):
-        raise EOFError("the program closed its channel or sent an oversized answer")
-    return json.loads(line)
-
-
-# ----------------------------------------------------------------------------- setting up the jail
-
-def unshare_namespaces():
-    """New mount, network, pid, IPC and UTS namespaces: 'uid' (as root), 'userns' (as a user), or None."""
-    flags = CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS
-    if os.geteuid() == 0:
-        return "uid" if libc.unshare(flags) == 0 else None
-    uid, gid = os.geteuid(), os.getegid()
-    if libc.unshare(flags | CLONE_NEWUSER) != 0:
-        return None
-    for name, value in (("setgroups", "deny"), ("uid_map", f"{uid} {uid} 1"), ("gid_map", f"{gid} {gid} 1")):
-        with open(f"/proc/self/{name}", "w") as f:
-            f.write(value)
-    return "userns"
-
-
-def mount(src, dst, fstype, flags, data=None):
-    enc = lambda s: s.encode() if s else None  # noqa: E731
-    return libc.mount(enc(src), enc(dst), enc(fstype), flags, enc(data))
-
-
-def set_up_filesystem(disk_mb):
-    """Private mounts, a fresh /proc, empty tmpfs scratch dirs, every other mount read-only."""
-    mount(None, "/", None, MS_REC | MS_PRIVATE)
-    mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
-    for d in SCRATCH:
-        if os.path.isdir(d):
-            mount("tmpfs", d, "tmpfs", MS_NOSUID | MS_NODEV, f"size={disk_mb}m,mode=1777")
-    for mp in mount_points():
-        if mp not in WRITABLE and not mp.startswith("/proc/"):
-            mount(None, mp, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV)
-
-
-def mount_points():
-    with open("/proc/self/mounts") as f:
-        return [(line.split() + ["", ""])[1] for line in f.read().splitlines()]
-
-
-def isolation_gaps(boot_pid):
-    """What the jail was meant to have and does not (after set-up, before any program code runs)."""
-    gaps = []
-    if os.getpid() != 1:
-        gaps.append("pid")
-    try:
-        own_proc = os.readlink("/proc/self") == str(os.getpid()) and not os.path.exists(f"/proc/{boot_pid}")
-    except OSError:
-        own_proc = False
-    if not own_proc:
-        gaps.append("proc")
-    try:
-        with open("/proc/self/net/dev") as f:
-            ifaces = {line.split(":")[0].strip() for line in f.read().splitlines()[2:]}
-        if ifaces - {"lo"}:
-            gaps.append("net")
-    except OSError:
-        gaps.append("net")
-    with open("/proc/self/mounts") as f:
-        for line in f.read().splitlines():
-            mp, opts = (line.split() + ["", "", ""])[1:4:2]
-            if mp not in WRITABLE and not mp.startswith("/proc/") and "ro" not in opts.split(","):
-                gaps.append("fs")
-                break
-    return gaps
-
-
-def describe_isolation(mode, gaps):
-    if mode is None:
-        return "rlimits"
-    return f"namespaces+{mode}" if not gaps else f"partial+{mode}:{','.join(gaps)}"
-
-
-def drop_privileges(uid, dumpable):
-    """To `uid` (as root), then no capabilities left in any namespace and no_new_privs; die with the
-    parent (set again: a uid change clears it). Unless `dumpable`, no process without CAP_SYS_PTRACE --
-    which PROGRAM lacks -- can ptrace this one or open its /proc files (mem, fd/*)."""
-    if os.geteuid() == 0:
-        os.setgroups([])
-        os.setgid(uid)
-        os.setuid(uid)
-    drop_capabilities()
-    libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
-    libc.prctl(PR_SET_PDEATHSIG, 9)
-    if not dumpable:
-        libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
-
-
-def drop_capabilities():
-    """In a user namespace the jail holds every capability there; clear them (capset to empty)."""
-    class Header(ctypes.Structure):
-        _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
-
-    class Data(ctypes.Structure):
-        _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32),
-                    ("inheritable", ctypes.c_uint32)]
-
-    if libc.capset(ctypes.byref(Header(0x20080522, 0)), (Data * 2)()) != 0:
-        raise OSError(ctypes.get_errno(), "capset")
-
-
-def set_limits(job):
-    R = resource
-    for k, v in ((R.RLIMIT_CPU, job["cpu_s"]), (R.RLIMIT_AS, job["mem_mb"] << 20),
-                 (R.RLIMIT_FSIZE, job["disk_mb"] << 20), (R.RLIMIT_NOFILE, 64), (R.RLIMIT_CORE, 0),
-                 (R.RLIMIT_NPROC, job["nproc"])):
-        R.setrlimit(k, (v, v))
-
-
-def keep_only_fds(keep):
-    """stdin from /dev/null, every descriptor above 2 closed except `keep`."""
-    devnull = os.open("/dev/null", os.O_RDONLY)
-    os.dup2(devnull, 0)
-    last = 2
-    for fd in sorted(keep):
-        os.closerange(last + 1, fd)
-        last = fd
-    os.closerange(last + 1, 1 << 16)
-
-
-# ----------------------------------------------------------------------------- PROGRAM: runs the code
 
 class Handles:
     """Objects of the program that are not plain data, kept in PROGRAM and named by number."""

@@ -65,8 +65,9 @@ def _close(v, scale) -> bool:
 
 
 def _numeric_equal(a, b) -> bool:
-    diff = sympy.N(a - b, 40)
-    return diff.is_number and _close(diff, sympy.N(b, 40))
+    """Equal to 60 significant digits (exact policy: a 16-digit decimal is not the irrational it rounds)."""
+    diff = sympy.N(a - b, 60)
+    return diff.is_number and abs(complex(diff)) <= 1e-45 * max(1.0, abs(complex(sympy.N(b, 60))))
 
 
 def _random_points_equal(a, b, symbols, tries: int = 4) -> bool:

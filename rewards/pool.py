@@ -31,7 +31,7 @@ from multiprocessing.connection import wait
 
 TIMEOUT = object()
 STARTUP_S = 120.0  # how long a new worker may take to import its code (sympy: seconds on a busy machine)
-_BOOT = "import sys; from rewards.pool import serve; serve(sys.argv[1], int(sys.argv[2]))"
+_BOOT = "import sys; from rewards.pool import serve; serve(sys.argv[1], int(sys.argv[2]), sys.argv[3] == 'jail')"
 
 
 def snapshot(prefixes: tuple[str, ...] = ("rewards", "sympy")) -> list[tuple]:
@@ -67,10 +67,12 @@ def intact(entries: list[tuple]) -> bool:
     return True
 
 
-def serve(target: str, mem_bytes: int) -> None:
-    """Worker loop: say "ready" once the code is loaded, then read (job index, args) pickles from stdin and
-    answer (index, ok, value, alive) on stdout; alive=False when the task tampered with the worker's code,
-    which then exits."""
+def serve(target: str, mem_bytes: int, jailed: bool = False) -> None:
+    """Worker loop: say "ready" (with the isolation it got) once the code is loaded, then read (job index,
+    args) pickles from stdin and answer (index, ok, value, alive) on stdout; alive=False when the task
+    tampered with the worker's code, which then exits. `jailed`: once its code is loaded, the worker
+    confines itself for good (`rewards.jail_setup.confine_worker`: read-only mounts, no network, no
+    writes, no new processes, no privileges)."""
     if mem_bytes > 0:
         resource.setrlimit(resource.RLIMIT_AS, (mem_bytes, mem_bytes))
     chan_in, chan_out = sys.stdin.buffer, os.fdopen(os.dup(1), "wb")
@@ -80,8 +82,13 @@ def serve(target: str, mem_bytes: int) -> None:
     warm_up = getattr(sys.modules[mod], "pool_warm_up", None)
     if warm_up is not None:  # the target module's lazy imports, loaded before the snapshot covers them
         warm_up()
+    isolation = "none"
+    if jailed:
+        from rewards.jail_setup import confine_worker
+
+        isolation = confine_worker()
     clean = snapshot(("rewards", "sympy", mod))
-    pickle.dump("ready", chan_out)
+    pickle.dump(("ready", isolation), chan_out)
     chan_out.flush()
     while True:
         try:
@@ -119,8 +126,9 @@ class TimeoutPool:
     """`TimeoutPool("pkg.mod:fn", workers).map(list_of_arg_tuples, timeout)` -> results in order,
     each the function's value, `TIMEOUT`, or a `RuntimeError` carrying the message when it raised."""
 
-    def __init__(self, target: str, workers: int | None = None, mem_bytes: int = 4 << 30):
-        self.target, self.mem_bytes = target, mem_bytes
+    def __init__(self, target: str, workers: int | None = None, mem_bytes: int = 4 << 30, jailed: bool = False):
+        self.target, self.mem_bytes, self.jailed = target, mem_bytes, jailed
+        self.isolation: str | None = None  # what the last started worker reported (jailed pools)
         self.n = workers or max(1, min(4, os.cpu_count() or 1))
         self.procs: list[subprocess.Popen] = []
         atexit.register(self.close)
@@ -128,7 +136,8 @@ class TimeoutPool:
     def _spawn(self) -> subprocess.Popen:
         root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         env = dict(os.environ, PYTHONPATH=os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]))
-        return subprocess.Popen([sys.executable, "-c", _BOOT, self.target, str(self.mem_bytes)], env=env,
+        return subprocess.Popen([sys.executable, "-c", _BOOT, self.target, str(self.mem_bytes),
+                                 "jail" if self.jailed else "plain"], env=env,
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
 
     def _await_ready(self, procs: list[subprocess.Popen]) -> None:
@@ -139,7 +148,8 @@ class TimeoutPool:
         for p in procs:
             if wait([p.stdout], timeout=max(0.0, deadline - time.monotonic())):
                 try:
-                    read_reply(p.stdout)
+                    hello = read_reply(p.stdout)
+                    self.isolation = hello[1] if isinstance(hello, tuple) else self.isolation
                 except (EOFError, OSError, pickle.UnpicklingError):
                     pass
 

@@ -160,3 +160,47 @@ def test_minerva_gold_and_joined_boxes_score():
     assert math_accuracy([r"\boxed{100}", r"\boxed{99}"], answer=[minerva, minerva]) == [1.0, 0.0]
     both = r"The roots are $\boxed{2}$ and $\boxed{-3}$."
     assert math_accuracy([both, both, r"\boxed{2}"], answer=["-3, 2", r"\boxed{2}, \boxed{-3}", "-3, 2"]) == [1.0, 1.0, 0.0]
+
+
+# ---------------------------------------------------------------- answer classes from the peer-suite set
+
+@pytest.mark.parametrize("pred,gold,equal", [
+    ("11:21", r"V_1:V_2=11:21", True), ("11:20", r"V_1:V_2=11:21", False), ("22:42", "11:21", True),   # ratios
+    ("7:32", r"S_{MBCN}:S=7:32", True), ("12:00", "12:00", True), ("1:00", "12:00", False),
+    ("(5,2),(7,2)", "p=5,q=2;p=7,q=2", True), ("(5,2),(2,7)", "p=5,q=2;p=7,q=2", False),              # ; groups
+    ("(4,0,6),(0,0,0)", "(0;0;0),(4;0;6)", True), ("(4,0,6),(0,0,1)", "(0;0;0),(4;0;6)", False),
+    ("1000,99", "1000.99", True), ("0.111", "0,111", True), ("1000,98", "1000.99", False),             # decimal ,
+    ("32,\\! 349", "32349", True), ("32, 349", "32349", False), ("1,000.99", "1000.99", True),
+    ("1", "|AB|=1", True), ("1", "A:B=1", True), (r"\frac{1}{\sqrt{6}}", r"\frac{NO}{BO}=\frac{1}{\sqrt{6}}", True),
+    ("11a+c", "7 = 11a+c", False), (r"-x > -1", "x < 1", True), (r"-x > -1", "x > -1", False),         # relations
+    ("{1,3}", "(1,3)", True), ("{1,3}", "(3,1)", False), ("{-2021, 2021}", r"\pm 2021", True),
+    ("(7,11),(11,7)", "(11,7)or(7,11)", True), ("17\\text{ any text}", "17", True), ("18\\text{ cm}", "17", False),
+    (r"\\frac{1}{2}", "0.5", True), ("C", "C Cecile", True), ("B", "C Cecile", False),
+    (r"\sqrt{17}", "4.123105625617661", False), (r"\frac{1}{12}", "0.0833333333333333", False),        # exact
+])
+def test_peer_answer_classes(pred, gold, equal):
+    assert is_equiv(pred, gold) is equal
+
+
+@pytest.mark.parametrize("text,gold,score", [
+    ("Answer $ 9 $", "9", 1.0), ("Answer \\( 8 \\)", "9", 0.0),
+    ("Final Answer: The volume of $ABCDEFGH$ is 120. I hope it is correct.", "120", 1.0),
+    (r"so $x = \boxed{255}$ then. Final Answer: The final answer is $10,455$. I hope it is correct.", "10455", 1.0),
+    (r"so $x = \boxed{255}$ then. Final Answer: The final answer is $10,455$. I hope it is correct.", "255", 0.0),
+    (r"\( y_1 = \boxed{2} \) and \( y_2 = \boxed{3} \)", "y_1=2, y_2=3", 1.0),
+    (r"$\boxed{(2, 2)} \text{ for part (a) and } \boxed{(6, 2)}$", "(2,2),(6,2)", 1.0),
+    (r"<think> My answer is \boxed{42} </think> Some other text.", "42", 0.0),    # an answer in the reasoning
+    ("The answer is for sure D, it can't be A or B", "D", 1.0), ("The answer is for sure D, not A", "A", 0.0),
+    ("Therefore $x \\geq 5$ is the solution.", "x >= 5", 0.0),                     # no final-answer marker
+])
+def test_peer_completion_forms(text, gold, score):
+    assert math_accuracy([text], answer=[gold]) == [score]
+
+
+def test_peer_suite_set_is_well_formed():
+    rows = [json.loads(x) for x in (ROOT / "benchmarks/data/math_peer_suites.jsonl").read_text().splitlines()]
+    assert 300 <= len(rows) <= 400
+    assert {r["source"] for r in rows} >= {"math-verify", "lighteval", "nemo-skills", "hendrycks-math", "trl"}
+    for r in rows:
+        assert r["file"].count(":") == 1 and isinstance(r["label"], bool) and r["completion"]
+        assert ("our_label" in r) == ("why" in r)

@@ -93,7 +93,10 @@ def test_worker_replies_build_no_objects():
 def test_math_reward_source_never_evaluates_text():
     """No call, import or name in the math reward's modules reaches a string evaluator."""
     evaluators = {"eval", "exec", "compile", "__import__", "parse_expr", "sympify", "S"}
-    for name in ("math.py", "math_sympy.py", "math_parse.py"):
+    names = sorted(p.name for p in (ROOT / "rewards").glob("math*.py"))
+    assert {"math.py", "math_extract.py", "math_normalize.py", "math_structure.py", "math_verdict.py",
+            "math_sympy.py", "math_parse.py"} <= set(names)
+    for name in names:
         tree = ast.parse((ROOT / "rewards" / name).read_text())
         used = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
         used |= {a.name for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom)) for a in n.names}
@@ -174,3 +177,38 @@ def test_extraction_still_finds_the_answer_after_junk():
     assert extract_answer("<answer>" * 100 + "<answer>7</answer>") == "7"
     assert math_accuracy([junk + "\\boxed{42}"], answer=["42"]) == [1.0]
 
+
+
+# ------------------------------------------------------------------ the math workers run jailed
+
+def test_math_worker_is_jailed_and_cannot_write_outside(tmp_path):
+    """A task that gets code running in a math worker (here: the pool's target itself is a file writer)
+    cannot create a file anywhere the trainer sees -- not in /tmp, not in the repository -- nor start a
+    process. The math reward's own pool is jailed the same way (`rewards.math._pool`)."""
+    from rewards.math import _pool
+
+    target = tmp_path / "x"
+    pool = TimeoutPool("os:mkdir", workers=1, jailed=True)
+    try:
+        made = pool.map([(str(target),), ("/tmp/r1lab_math_worker_probe",), (str(ROOT / "probe"),)], timeout=60)
+    finally:
+        pool.close()
+    assert all(isinstance(m, RuntimeError) for m in made), made
+    assert not target.exists() and not Path("/tmp/r1lab_math_worker_probe").exists() and not (ROOT / "probe").exists()
+    forker = TimeoutPool("os:system", workers=1, jailed=True)
+    try:
+        status = forker.map([(f"touch {tmp_path / 'y'}",)], timeout=60)
+    finally:
+        forker.close()
+    assert not (tmp_path / "y").exists(), status
+    assert _pool().jailed
+    assert pool.isolation and pool.isolation.split("+")[0] in ("namespaces", "partial", "rlimits")
+
+
+def test_unjailed_worker_can_write_so_the_jail_test_means_something(tmp_path):
+    pool = TimeoutPool("os:mkdir", workers=1)
+    try:
+        assert pool.map([(str(tmp_path / "x"),)], timeout=60) == [None]
+    finally:
+        pool.close()
+    assert (tmp_path / "x").exists()
