@@ -129,3 +129,21 @@ def test_rows_become_conversations():
     assert to_prompt_completion({"messages": msgs}) == {"prompt": msgs[:1], "completion": msgs[1:]}
     with pytest.raises(ValueError, match="sft rows need"):
         to_prompt_completion({"question": "x"})
+
+
+def test_a_models_own_end_tokens_survive_the_stage(tmp_path, tiny_model):
+    """A generation config ending at [eos, 0] keeps both; the tokenizer's EOS joins a list that lacks it."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
+
+    from r1lab.train.fit import prepare
+
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model)
+    model.generation_config = GenerationConfig(eos_token_id=[tok.eos_token_id, 0], pad_token_id=7)
+    prepare(model, tok)
+    model.save_pretrained(tmp_path / "m")
+    saved = GenerationConfig.from_pretrained(tmp_path / "m")
+    assert saved.eos_token_id == [tok.eos_token_id, 0] and saved.pad_token_id == 7
+    model.generation_config = GenerationConfig(eos_token_id=5)
+    prepare(model, tok)
+    assert model.generation_config.eos_token_id == [5, tok.eos_token_id]

@@ -6,10 +6,18 @@ from r1lab.io import atomic_dir
 
 
 def prepare(model, tok) -> None:
-    """The model's generation config ends and pads with the tokenizer's tokens (what TRL and our engines read)."""
-    if model.generation_config is not None and tok.eos_token_id is not None:
-        model.generation_config.eos_token_id = tok.eos_token_id
-        model.generation_config.pad_token_id = tok.pad_token_id
+    """The model's generation config also ends at the tokenizer's EOS and pads with its pad token (what TRL and our
+    engines read). A model's own list of end tokens (e.g. [2, 0]) is kept: the tokenizer's EOS joins it."""
+    gc = model.generation_config
+    if gc is None or tok.eos_token_id is None:
+        return
+    own = gc.eos_token_id
+    ids = [] if own is None else [own] if isinstance(own, int) else list(own)
+    if tok.eos_token_id not in ids:
+        ids.append(tok.eos_token_id)
+    gc.eos_token_id = ids[0] if len(ids) == 1 else ids
+    if gc.pad_token_id is None:
+        gc.pad_token_id = tok.pad_token_id
 
 
 def quiet(trainer):
