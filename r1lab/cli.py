@@ -82,13 +82,13 @@ def cmd_run(args) -> int:
 
 
 def cmd_rewards_list(args) -> int:
-    try:
-        import rewards
+    from r1lab.params import rewards_package
 
-        reg = rewards.list_rewards()
-    except (ImportError, AttributeError) as e:
-        print(f"rewards registry not available: {e}", file=sys.stderr)
-        return 1
+    try:
+        reg = rewards_package().list_rewards()
+    except ValueError as e:
+        print(f"r1lab rewards: {e}", file=sys.stderr)
+        return 2
     for name, fn in sorted(reg.items()):
         doc = (getattr(fn, "__doc__", None) or "").strip().splitlines()
         print(f"{name:24s} {doc[0] if doc else ''}")

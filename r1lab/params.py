@@ -62,11 +62,23 @@ def check_number(v, annotation, name: str = ""):
 
 
 
+def rewards_package():
+    """Our `rewards` package, or ValueError in one line when a user's own `rewards.py` / `rewards/` (in the working
+    directory or on PYTHONPATH) is imported in its place."""
+    import rewards
+
+    ours = Path(__file__).resolve().parents[1] / "rewards"
+    where = Path(getattr(rewards, "__file__", None) or "?").resolve()
+    if where.parent != ours or not hasattr(rewards, "get_reward"):
+        raise ValueError(f"`import rewards` finds {where}, which shadows r1lab's rewards package ({ours}); rename "
+                         "your module (a reward file is named by path anyway: path/to/file.py:fn)")
+    return rewards
+
+
 def check_reward(spec: str) -> str:
     """Validate a reward spec (registry name | pkg.mod:fn | path/file.py:fn) with the rewards registry.
     Use as a field type: `rewards: dict[RewardSpec, float]` or `list[RewardSpec]`."""
-    import rewards
-
+    rewards = rewards_package()
     try:
         rewards.get_reward(spec)
     except Exception as e:  # noqa: BLE001

@@ -13,10 +13,14 @@ A reward is named by any of:
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import difflib
 import importlib
 import importlib.metadata
 import importlib.util
+import inspect
+import numbers
 import sys
 from collections import Counter
 from pathlib import Path
@@ -170,6 +174,23 @@ def _broken(name, err):
     return fn
 
 
+def _await(out):
+    """An `async def` reward's result (TRL accepts those too): run the coroutine to its end, in a fresh event loop
+    (in a helper thread when this thread already runs one)."""
+    if not inspect.isawaitable(out):
+        return out
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(_wrap(out))
+    with concurrent.futures.ThreadPoolExecutor(1) as ex:
+        return ex.submit(asyncio.run, _wrap(out)).result()
+
+
+async def _wrap(awaitable):
+    return await awaitable
+
+
 def _slice(columns: dict, i: int) -> dict:
     return {k: ([v[i]] if isinstance(v, (list, tuple)) else v) for k, v in columns.items()}
 
@@ -184,18 +205,20 @@ class _Checked:
 
     def __call__(self, completions, **columns) -> list[float | None]:
         try:
-            out = self.fn(completions, **columns)
+            out = _await(self.fn(completions, **columns))
         except Exception as e:
             raise self._blame(completions, columns, e) from e
         return self._check(out, len(completions))
 
     def _check(self, out, n: int) -> list[float | None]:
+        if hasattr(out, "tolist") and not isinstance(out, (list, tuple)):   # a numpy array or a torch tensor
+            out = out.tolist()
         if not isinstance(out, (list, tuple)) or len(out) != n:
             got = f"{type(out).__name__} of length {len(out)}" if hasattr(out, "__len__") else repr(out)
             raise RewardError(f"reward '{self.name}' must return a list of {n} floats/None, got {got}")
         vals = []
         for i, v in enumerate(out):
-            if v is not None and not isinstance(v, (int, float)):
+            if v is not None and not isinstance(v, numbers.Real):
                 raise RewardError(f"reward '{self.name}' returned {v!r} for sample {i}; expected float or None")
             vals.append(None if v is None else float(v))
         return vals
@@ -203,7 +226,7 @@ class _Checked:
     def _blame(self, completions, columns, err) -> RewardError:
         for i in range(len(completions)):
             try:
-                self.fn(completions[i : i + 1], **_slice(columns, i))
+                _await(self.fn(completions[i : i + 1], **_slice(columns, i)))
             except Exception as e:
                 text = completion_texts(completions[i : i + 1])[0]
                 return RewardError(

@@ -22,6 +22,7 @@ REWARD = textwrap.dedent('''
 
     def parity(completions, **columns):
         """1 for an even number of characters, 0.5 otherwise; logs every (prompt id, text, score)."""
+        completions = [c[0]["content"] for c in completions]     # TRL's conversational completions
         out = [1.0 if len(c) % 2 == 0 else 0.5 for c in completions]
         with open(os.environ["RS_LOG"], "a") as f:
             for i, c, s in zip(columns["id"], completions, out):

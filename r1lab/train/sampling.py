@@ -97,6 +97,7 @@ def rejection_sample(ctx, p, model_path: str, tokenizer_path: str) -> dict:
     """Sample `p.n` completions per prompt from the model at `model_path` with the rollout engine, score them, keep
     what passes (see the module doc); writes data/samples.jsonl and the report's yield table, returns metrics."""
     import torch
+    from transformers import TrainerState
 
     import rewards
     from r1lab.rollout import SamplingParams, open_engine
@@ -115,6 +116,8 @@ def rejection_sample(ctx, p, model_path: str, tokenizer_path: str) -> dict:
     out_rows, reasons = [], Counter()
     stats = defaultdict(lambda: {"prompts": 0, "sampled": 0, "kept": 0, "prompts_with_kept": 0})
     n_tokens_total, t_gen = 0, 0.0
+    # the rewards get TRL's call: conversational completions, completion_ids, trainer_state, log_metric, log_extra
+    state, logged = TrainerState(), defaultdict(list)
     with ctx.progress(len(rows), f"{ctx.name}: sampling") as update:
         for b in range(0, len(rows), p.batch_prompts):
             batch = rows[b:b + p.batch_prompts]
@@ -127,19 +130,23 @@ def rejection_sample(ctx, p, model_path: str, tokenizer_path: str) -> dict:
             # score the whole batch at once, TRL-style: one entry per completion, columns repeated
             flat = [(i, s) for i, samples in enumerate(outs) for s in samples]
             texts = [s.text for _, s in flat]
+            completions = [[{"role": "assistant", "content": t}] for t in texts]   # TRL's conversational form
+            extra: dict[str, list] = {}
             cols = {k: [batch[i].get(k) for i, _ in flat] for k in batch[0]}
-            cols["prompts"] = [msgs[i] for i, _ in flat]
-            cols["completion_ids"] = [s.token_ids for _, s in flat]
-            totals = scorer(texts, **cols)
+            cols.update(prompts=[msgs[i] for i, _ in flat], completion_ids=[s.token_ids for _, s in flat],
+                        trainer_state=state, log_metric=lambda k, v: logged[k].append(float(v)),
+                        log_extra=lambda k, vals: extra.__setitem__(k, list(vals)))
+            totals = scorer(completions, **cols)
             scores = dict(zip(names, scorer.last_parts.values()))
-            f_vals = fmt(texts, **cols) if p.require_format else [None] * len(flat)
-            l_vals = lang(texts, **cols) if p.no_language_mixing else [None] * len(flat)
+            f_vals = fmt(completions, **cols) if p.require_format else [None] * len(flat)
+            l_vals = lang(completions, **cols) if p.no_language_mixing else [None] * len(flat)
             per_prompt = defaultdict(list)
             for k, (i, s) in enumerate(flat):
                 n_tokens_total += len(s.token_ids)
                 per_prompt[i].append({"text": s.text, "n_tokens": len(s.token_ids), "finish_reason": s.finish_reason,
                                       "scores": {n: v[k] for n, v in scores.items()}, "format": f_vals[k],
-                                      "language": l_vals[k], "index": len(per_prompt[i]), "total": totals[k]})
+                                      "language": l_vals[k], "index": len(per_prompt[i]), "total": totals[k],
+                                      "extra": {c: v[k] for c, v in extra.items() if len(v) == len(flat)}})
             for i, row in enumerate(batch):
                 kept, why = select(per_prompt[i], p)
                 reasons.update(why)
@@ -151,13 +158,16 @@ def rejection_sample(ctx, p, model_path: str, tokenizer_path: str) -> dict:
                 st["prompts_with_kept"] += bool(kept)
                 pid = row.get("id", f"row-{b + i}")
                 for s in kept:
-                    extra = {k: v for k, v in row.items() if k not in ("prompt", "solution", "messages", "id")}
-                    out_rows.append({**extra, "id": f"{pid}-s{s['index']}", "prompt_id": pid, "prompt": row["prompt"],
+                    cols_kept = {k: v for k, v in row.items() if k not in ("prompt", "solution", "messages", "id")}
+                    out_rows.append({**cols_kept, **s["extra"], "id": f"{pid}-s{s['index']}", "prompt_id": pid,
+                                     "prompt": row["prompt"],
                                      "completion": s["text"], "reward": s["total"], "rewards": s["scores"],
                                      "n_tokens": s["n_tokens"], "sample_index": s["index"], "model": model_path})
             update(advance=len(batch), kept=len(out_rows))
 
     ctx.write_jsonl("samples", out_rows)
+    if logged:
+        ctx.log({k: sum(v) / len(v) for k, v in logged.items()}, step=0)
     sampled = sum(s["sampled"] for s in stats.values())
     yield_table = [{"task": t, "difficulty": d, **st, "yield": st["kept"] / max(st["sampled"], 1)}
                    for (t, d), st in sorted(stats.items(), key=lambda kv: (str(kv[0][0]), str(kv[0][1])))]
