@@ -1,5 +1,8 @@
-"""The inside of one sandbox jail. `sandbox.py` runs this file's source as `python -I -S -c SOURCE`; nothing
-here is imported by r1lab's own process (it only reads the text).
+"""The inside of one sandbox jail. `sandbox.py` runs this file as `python -I -S -c BOOT jail.py` (BOOT loads
+it by path); nothing here is imported by r1lab's own process. It loads two siblings the same way:
+`jail_setup.py` (namespaces, mounts, privileges, rlimits, framing) and `jail_program.py` (PROGRAM's side of
+the protocol below: its handles, its encoding of values, its answers to requests). This file holds the three
+processes' lives and JUDGE's side: the `Remote` stand-ins and the decoding of PROGRAM's answers.
 
 Threat model: the program (the model's completion) is hostile and is optimised against the verdict. It may
 patch builtins, walk stack frames, read its own process memory with ctypes, return objects whose `__eq__`
@@ -44,119 +47,32 @@ import json
 import os
 import sys
 
-# the set-up half (namespaces, mounts, privileges, rlimits, framing) is shared with the math reward's
-# workers; loaded by path, as this file is (rewards/ is not on sys.path here: its math.py would shadow
-# the standard library's)
-_spec = importlib.util.spec_from_file_location("r1lab_jail_setup", os.path.join(os.path.dirname(__file__),
-                                                                                 "jail_setup.py"))
-_setup = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_setup)
+
+def _sibling(name):
+    """rewards/NAME.py, loaded by path, as this file is (rewards/ is not on sys.path here: its math.py would
+    shadow the standard library's)."""
+    spec = importlib.util.spec_from_file_location(f"r1lab_{name}", os.path.join(os.path.dirname(__file__),
+                                                                                  f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# the set-up half (namespaces, mounts, privileges, rlimits, framing) is shared with the math reward's workers
+_setup = _sibling("jail_setup")
 libc, PR_SET_PDEATHSIG, MAX_MESSAGE = _setup.libc, _setup.PR_SET_PDEATHSIG, _setup.MAX_MESSAGE
 read_frame, send, receive = _setup.read_frame, _setup.send, _setup.receive
 unshare_namespaces, set_up_filesystem, isolation_gaps = (_setup.unshare_namespaces, _setup.set_up_filesystem,
                                                           _setup.isolation_gaps)
 describe_isolation, drop_privileges, set_limits, keep_only_fds = (_setup.describe_isolation, _setup.drop_privileges,
                                                                    _setup.set_limits, _setup.keep_only_fds)
-DEPTH = 200
+# PROGRAM's side of the protocol: its handles, its encoding of values, its answers to JUDGE's requests
+_program = _sibling("jail_program")
+DEPTH, Handles, encode_or_handle = _program.DEPTH, _program.Handles, _program.encode_or_handle
+encode_global, answer = _program.encode_global, _program.answer
 
 
-class Handles:
-    """Objects of the program that are not plain data, kept in PROGRAM and named by number."""
-
-    def __init__(self):
-        self.objects, self.ids = [], {}
-
-    def add(self, obj):
-        if id(obj) not in self.ids:
-            self.ids[id(obj)] = len(self.objects)
-            self.objects.append(obj)
-        return self.ids[id(obj)]
-
-
-def encode(v, handles, depth=0):
-    """A value as JSON-able tagged plain data (PROGRAM's side: a courtesy, the judge trusts none of it)."""
-    if depth > DEPTH:
-        raise ValueError("value nested too deeply")
-    enc = lambda x: encode(x, handles, depth + 1)  # noqa: E731
-    if v is None or isinstance(v, bool):
-        return v if v is None else bool(v)
-    if isinstance(v, int):
-        return int(v)
-    if isinstance(v, float):
-        return float(v)
-    if isinstance(v, str):
-        return str(v)
-    if isinstance(v, (bytes, bytearray)):
-        return {"b": bytes(v).hex()}
-    if isinstance(v, complex):
-        return {"c": [v.real, v.imag]}
-    if isinstance(v, tuple):
-        return {"t": [enc(x) for x in v]}
-    if isinstance(v, list):
-        return [enc(x) for x in v]
-    if isinstance(v, dict):
-        return {"d": [[enc(k), enc(x)] for k, x in v.items()]}
-    if isinstance(v, (set, frozenset)):
-        return {"s" if isinstance(v, set) else "f": [enc(x) for x in v]}
-    return {"h": handles.add(v)}
-
-
-def encode_or_handle(v, handles, limit=1 << 20):
-    """`encode`, falling back to a handle for values too deep or too big to send whole."""
-    try:
-        out = encode(v, handles)
-        if len(json.dumps(out)) <= limit:
-            return out
-    except (ValueError, RecursionError, TypeError):
-        pass
-    return {"h": handles.add(v)}
-
-
-def encode_global(v, handles):
-    """A global of the program; a module goes by name too, so JUDGE can use its own copy of it."""
-    if type(v).__name__ == "module":
-        return {"h": handles.add(v), "m": str(v.__name__)}
-    return encode_or_handle(v, handles)
-
-
-def decode_arg(x, handles):
-    """JUDGE's arguments back into values (JUDGE only sends plain data and handles)."""
-    dec = lambda y: decode_arg(y, handles)  # noqa: E731
-    if isinstance(x, list):
-        return [dec(y) for y in x]
-    if not isinstance(x, dict):
-        return x
-    (tag, body), = x.items()
-    if tag == "h":
-        return handles.objects[body]
-    return {"t": lambda: tuple(map(dec, body)), "s": lambda: set(map(dec, body)),
-            "f": lambda: frozenset(map(dec, body)), "b": lambda: bytes.fromhex(body),
-            "c": lambda: complex(*body), "d": lambda: {dec(k): dec(v) for k, v in body}}[tag]()
-
-
-def answer(req, handles):
-    """Carry out one request of JUDGE on the program's objects."""
-    target = handles.objects[req["h"]]
-    op = req["op"]
-    if op == "call":
-        args = decode_arg(req["a"], handles)
-        return target(*args, **{str(k): decode_arg(v, handles) for k, v in req["k"]})
-    if op == "get":
-        return getattr(target, req["n"])
-    if op == "set":
-        return setattr(target, req["n"], decode_arg(req["v"], handles))
-    if op == "item":
-        return target[decode_arg(req["v"], handles)]
-    if op == "has":
-        return decode_arg(req["v"], handles) in target
-    if op == "iter":
-        return iter(target)
-    if op == "next":
-        return next(target)
-    if op == "len":
-        return len(target)
-    raise ValueError(op)
-
+# ----------------------------------------------------------------------------- PROGRAM: runs the code
 
 def run_program(code, requests, answers):
     """PROGRAM's life: run the code, send its globals, then answer JUDGE until JUDGE hangs up."""

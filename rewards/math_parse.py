@@ -27,100 +27,40 @@ names above, so a hostile answer can at worst fail to parse. Nesting deeper than
 numerals longer than `MAX_DIGITS` digits are refused. `parse_latex(s, evaluate=False)` builds the
 expression without computing anything (sympy's `evaluate=False`), so a caller can inspect it for
 astronomically large values before building the evaluated form.
+
+This module is the grammar; the word lists, the limits, `ParseError` and the character-level cursor
+(whitespace, `\\command` names, numerals) are in `rewards.math_tokens` (`ParseError`, `MAX_DEPTH` and
+`MAX_DIGITS` are importable from here too).
 """
 
 from __future__ import annotations
 
-import re
-from fractions import Fraction
-
 import sympy
 
-MAX_DEPTH = 100  # nested groups / function arguments
-MAX_DIGITS = 3000  # characters of one numeral, and the largest power of ten `1e...` may write
+from rewards.math_tokens import (CLOSERS, CONSTANTS, FUNCTIONS, GREEK, INVERSE, LETTERS, MANY_ARGS,
+                                 MAX_DEPTH, MAX_DIGITS, ONE_ARG, PAIRS, SPACES, SUBSCRIPT, TIMES, UNICODE,
+                                 ParseError, Scanner)
 
-
-class ParseError(ValueError):
-    """The text is not an expression this reader knows."""
-
-
-_NUMBER = re.compile(r"(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
-_LETTERS = re.compile(r"[A-Za-z]+")
-_SUBSCRIPT = re.compile(r"_(?:\{([A-Za-z0-9]+)\}|([A-Za-z0-9]))")
-
-_GREEK = frozenset({
-    "alpha", "beta", "gamma", "delta", "epsilon", "varepsilon", "zeta", "eta", "theta", "vartheta", "iota",
-    "kappa", "lambda", "mu", "nu", "xi", "rho", "sigma", "tau", "upsilon", "phi", "varphi", "chi", "psi",
-    "omega", "Gamma", "Delta", "Theta", "Lambda", "Xi", "Sigma", "Phi", "Psi", "Omega",
-})
-_ONE_ARG = {
-    "sin": sympy.sin, "cos": sympy.cos, "tan": sympy.tan, "cot": sympy.cot, "sec": sympy.sec, "csc": sympy.csc,
-    "arcsin": sympy.asin, "arccos": sympy.acos, "arctan": sympy.atan, "asin": sympy.asin, "acos": sympy.acos,
-    "atan": sympy.atan, "sinh": sympy.sinh, "cosh": sympy.cosh, "tanh": sympy.tanh, "ln": sympy.log,
-    "log": sympy.log, "exp": sympy.exp, "sqrt": sympy.sqrt, "abs": sympy.Abs,
-}
-_INVERSE = {"sin": "arcsin", "cos": "arccos", "tan": "arctan"}  # \sin^{-1} x
-_MANY_ARGS = {"gcd", "lcm", "max", "min"}
-_FUNCTIONS = frozenset(_ONE_ARG) | _MANY_ARGS
-_CONSTANTS = {"pi": sympy.pi, "infty": sympy.oo, "infinity": sympy.oo, "imath": sympy.I}
-_TIMES = {"cdot", "times", "ast"}
-_SPACES = {",", ";", "!", ":", " "}  # \, \; \! \: and "\ " are LaTeX spacing
-_PAIRS = {"lfloor": ("rfloor", sympy.floor), "lceil": ("rceil", sympy.ceiling), "lvert": ("rvert", sympy.Abs),
-          "langle": ("rangle", None)}
-_CLOSERS = {"rfloor", "rceil", "rvert", "rangle"}
-_UNICODE = str.maketrans({"−": "-", "×": "*", "·": "*", "⋅": "*", "÷": "/"})
+__all__ = ["MAX_DEPTH", "MAX_DIGITS", "ParseError", "parse_latex"]
 
 
 def parse_latex(s: str, evaluate: bool = True):
     """The sympy expression written in `s` (see the module doc), or raise ParseError."""
     try:
-        s = s.translate(_UNICODE).strip().rstrip("\\")  # a stray `\` or row break `\\` at the end
+        s = s.translate(UNICODE).strip().rstrip("\\")  # a stray `\` or row break `\\` at the end
         return _Reader(s, evaluate).read()
     except RecursionError as e:
         raise ParseError("too deeply nested") from e
 
 
-class _Reader:
-    """One pass over the characters of one answer; each method reads one grammar rule at `self.i`."""
+class _Reader(Scanner):
+    """One pass over the characters of one answer; each method reads one grammar rule at `self.i` (the
+    character-level reads -- whitespace, `\\command` names, numerals, nesting depth -- are `Scanner`'s)."""
 
     def __init__(self, s: str, evaluate: bool):
-        self.s, self.i, self.ev = s, 0, evaluate
-        self.depth = 0  # open groups, bounded by MAX_DEPTH
+        super().__init__(s)
+        self.ev = evaluate
         self.bars = 0  # open |...| pairs: inside one, a `|` closes it
-
-    # ------------------------------------------------------------ characters
-
-    def peek(self) -> str:
-        while self.i < len(self.s) and self.s[self.i].isspace():
-            self.i += 1
-        return self.s[self.i] if self.i < len(self.s) else ""
-
-    def expect(self, text: str) -> None:
-        self.peek()
-        if not self.s.startswith(text, self.i):
-            raise ParseError(f"expected {text!r} at {self.i}")
-        self.i += len(text)
-
-    def command_at(self) -> str | None:
-        """The name of the `\\command` at the current position (letters, or one non-letter), else None."""
-        if self.peek() != "\\":
-            return None
-        m = _LETTERS.match(self.s, self.i + 1)
-        if m:
-            return m.group(0)
-        return self.s[self.i + 1 : self.i + 2] or None
-
-    def take_command(self) -> str:
-        name = self.command_at()
-        if name is None:
-            raise ParseError("expected a command")
-        self.i += 1 + len(name)
-        return name
-
-    def enter(self) -> None:
-        self.depth += 1
-        if self.depth > MAX_DEPTH:
-            raise ParseError("too deeply nested")
 
     # ------------------------------------------------------------ building blocks (evaluate or not)
 
@@ -178,7 +118,7 @@ class _Reader:
         e = self.power()
         while True:
             c, cmd = self.peek(), self.command_at()
-            if (c == "*" and not self.s.startswith("**", self.i)) or cmd in _TIMES:
+            if (c == "*" and not self.s.startswith("**", self.i)) or cmd in TIMES:
                 self.i += 1 if c == "*" else 1 + len(cmd)
                 e = self.mul(e, self.operand())
             elif c == "/" or cmd == "div":
@@ -202,12 +142,12 @@ class _Reader:
             return self.bars == 0
         if c == "\\":
             cmd = self.command_at()
-            if cmd in _TIMES or cmd in _CLOSERS or cmd in ("div", "}", "right"):
+            if cmd in TIMES or cmd in CLOSERS or cmd in ("div", "}", "right"):
                 return False
-            return functions or cmd not in _FUNCTIONS
+            return functions or cmd not in FUNCTIONS
         if c.isalpha() and not functions:
-            m = _LETTERS.match(self.s, self.i)
-            return not (m and m.group(0) in _FUNCTIONS)
+            m = LETTERS.match(self.s, self.i)
+            return not (m and m.group(0) in FUNCTIONS)
         return True
 
     def power(self):
@@ -285,23 +225,6 @@ class _Reader:
         self.depth -= 1
         return e
 
-    def number(self):
-        m = _NUMBER.match(self.s, self.i)
-        if not m:
-            raise ParseError(f"bad number at {self.i}")
-        text = m.group(0)
-        exponent = re.search(r"[eE][+-]?0*(\d+)$", text)
-        huge_power = exponent is not None and (len(exponent.group(1)) > 4 or int(exponent.group(1)) > MAX_DIGITS)
-        if len(text) > MAX_DIGITS or huge_power:
-            raise ParseError("numeral too long")
-        self.i = m.end()
-        sub = _SUBSCRIPT.match(self.s, self.i)
-        if sub and text.isdigit():  # 2516_8: a numeral in base 8, equal only to the same spelling
-            self.i = sub.end()
-            return sympy.Symbol(f"{text}_{sub.group(1) or sub.group(2)}")
-        value = Fraction(text)
-        return sympy.Rational(value.numerator, value.denominator)
-
     def letter(self):
         """One letter (a LaTeX argument such as the `x` of `e^x`)."""
         c = self.s[self.i]
@@ -310,7 +233,7 @@ class _Reader:
 
     def symbol(self, name: str):
         """A letter or Greek name, with its subscript if one follows: `x_1` -> Symbol('x_1')."""
-        m = _SUBSCRIPT.match(self.s, self.i)
+        m = SUBSCRIPT.match(self.s, self.i)
         if m:
             self.i = m.end()
             return sympy.Symbol(f"{name}_{m.group(1) or m.group(2)}")
@@ -323,14 +246,14 @@ class _Reader:
     def word(self):
         """A run of letters: a known word (function, pi, Greek name), else its first letter alone (the rest
         is read as further implicit factors, so `xy^2` is x*y^2)."""
-        run = _LETTERS.match(self.s, self.i).group(0)
-        if run in _FUNCTIONS:
+        run = LETTERS.match(self.s, self.i).group(0)
+        if run in FUNCTIONS:
             self.i += len(run)
             return self.function(run)
         if run == "pi":
             self.i += 2
             return sympy.pi
-        if run in _GREEK:
+        if run in GREEK:
             self.i += len(run)
             return self.symbol(run)
         return self.letter()
@@ -348,14 +271,14 @@ class _Reader:
                 n = self.group("[", "]")
                 return self.pow(self.argument(), self.div(sympy.Integer(1), n))
             return self.call(sympy.sqrt, self.argument())
-        if name in _FUNCTIONS:
+        if name in FUNCTIONS:
             return self.function(name)
-        if name in _CONSTANTS:
-            return _CONSTANTS[name]
-        if name in _GREEK:
+        if name in CONSTANTS:
+            return CONSTANTS[name]
+        if name in GREEK:
             return self.symbol(name)
-        if name in _PAIRS:
-            close, fn = _PAIRS[name]
+        if name in PAIRS:
+            close, fn = PAIRS[name]
             self.enter()
             e = self.sum()
             if self.take_command() != close:
@@ -368,7 +291,7 @@ class _Reader:
             self.expect("\\}")
             self.depth -= 1
             return e
-        if name in _SPACES:
+        if name in SPACES:
             return self.atom()
         raise ParseError(f"unsupported command \\{name}")
 
@@ -394,8 +317,8 @@ class _Reader:
         if self.peek() == "^":
             self.i += 1
             power = self.exponent()
-            if power == -1 and name in _INVERSE:
-                name, power = _INVERSE[name], None
+            if power == -1 and name in INVERSE:
+                name, power = INVERSE[name], None
         base = None
         if name == "log" and self.peek() == "_":
             self.i += 1
@@ -425,7 +348,7 @@ class _Reader:
     def apply(self, name: str, args: list, base):
         if name == "log" and len(args) == 2 and base is None:
             args, base = args[:1], args[1]
-        if name in _MANY_ARGS:
+        if name in MANY_ARGS:
             if name in ("max", "min"):
                 return self.call(sympy.Max if name == "max" else sympy.Min, *args)
             if len(args) != 2:
@@ -435,7 +358,7 @@ class _Reader:
             return (sympy.gcd if name == "gcd" else sympy.lcm)(*args)
         if len(args) != 1:
             raise ParseError(f"{name} takes one argument")
-        value = self.call(_ONE_ARG[name], args[0])
+        value = self.call(ONE_ARG[name], args[0])
         if base is not None:
             value = self.div(value, self.call(sympy.log, base))
         return value
