@@ -1,6 +1,6 @@
 """A from-scratch DeepSeek-V3-style language model (MLA + DeepSeekMoE + MTP) and its pretraining.
 
-One idea per file: config.py rope.py mla.py moe.py mtp.py model.py generate.py (the model);
+One idea per file: config.py rope.py mla.py moe.py mtp.py masks.py model.py generate.py (the model);
 fp8.py overlap.py tokenizer.py corpus.py pretrain.py (pretraining it); threads.py (CPU threads on a shared box).
 Checkpoints written by `save_pretrained` are stock `deepseek_v3` checkpoints.
 
