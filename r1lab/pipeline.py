@@ -238,16 +238,9 @@ def ensure_tokenizer(cfg: PipelineConfig, out: Path, console) -> str | None:
 
 
 def _tokenizer_texts(docs: int, seed: int):
-    try:
-        from base_model.corpus import synthetic_corpus
+    from r1lab.tasks.corpus import synthetic_corpus
 
-        it = synthetic_corpus(seed=seed)
-        for i, doc in enumerate(it):
-            if i >= docs:
-                break
-            yield doc
-    except ImportError:
-        pass
+    yield from synthetic_corpus(seed=seed, limit=docs)
     from r1lab.tasks import TASKS, task_rows
 
     for t in TASKS:
