@@ -43,7 +43,7 @@ import torch  # noqa: E402
 
 from base_model.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint  # noqa: E402
 from base_model.corpus import SYNTHETIC_HINT, DocFactory, TokenPacker, corpus_factory  # noqa: E402
-from base_model.pretrain_config import DEFAULT_SAMPLE_PROMPTS, RUN_PRESETS, PretrainConfig, load_config, to_yaml  # noqa: E402,F401
+from base_model.pretrain_config import RUN_PRESETS, PretrainConfig, load_config, to_yaml  # noqa: E402,F401 (RUN_PRESETS: re-export)
 from base_model.pretrain_outputs import plot, write_samples  # noqa: E402
 
 # ----------------------------------------------------------------------------------------------- schedule
