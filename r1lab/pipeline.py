@@ -221,10 +221,8 @@ def ensure_tokenizer(cfg: PipelineConfig, out: Path, console) -> str | None:
     done = _read_json(d / DONE)
     if done and done.get("fingerprint") == fp:
         return str(d / "tokenizer")
-    try:
-        from base_model.tokenizer import train_tokenizer
-    except ImportError as e:
-        raise PipelineError(f"tokenizer: training one needs base_model.tokenizer ({e}); give a tokenizer dir instead") from None
+    from base_model.tokenizer import train_tokenizer
+
     spec = cfg.tokenizer
     seed = cfg.seed if spec.seed is None else spec.seed
     console.print(f"[bold]tokenizer[/]: training a byte-level BPE, vocab {spec.vocab_size}")
