@@ -1,7 +1,8 @@
 """A from-scratch DeepSeek-V3-style language model (MLA + DeepSeekMoE + MTP) and its pretraining.
 
-One idea per file: config.py rope.py mla.py moe.py mtp.py model.py generate.py (the model);
-fp8.py overlap.py tokenizer.py corpus.py pretrain.py (pretraining it); threads.py (CPU threads on a shared box).
+One idea per file: config.py rope.py mla.py moe.py mtp.py masks.py model.py generate.py (the model);
+fp8.py overlap.py tokenizer.py corpus.py pretrain.py pretrain_config.py checkpoint.py pretrain_outputs.py
+(pretraining it); threads.py (CPU threads on a shared box). Nothing here imports r1lab: r1lab builds on this.
 Checkpoints written by `save_pretrained` are stock `deepseek_v3` checkpoints.
 
 The names below load on first use, so `base_model.threads` can set OpenMP's wait policy before torch loads.

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from base_model.model import _positions_and_mask
 from base_model import threads
+from base_model.masks import positions_and_mask
 
 
 @dataclass
@@ -129,7 +129,7 @@ def _decode_mtp(model, ids, mask, max_new_tokens, checker):
         return h, torch.log_softmax(head(h).float(), -1)
 
     def draft(h, next_tokens, mask):
-        pos, m = _positions_and_mask(mask, b, h.shape[1], mcache.length, dev)
+        pos, m = positions_and_mask(mask, b, h.shape[1], mcache.length, dev)
         cos, sin = inner.rotary_emb(pos)
         _, normed = mtp_layer.predict(h, inner.embed_tokens(next_tokens), cos, sin, m, mcache)
         mcache.length += h.shape[1]

@@ -20,6 +20,8 @@ from transformers.utils import ModelOutput
 
 from base_model.block import DecoderLayer
 from base_model.config import DeepSeekConfig
+from base_model.generate import hf_generate
+from base_model.masks import positions_and_mask
 from base_model.mla import LatentCache
 from base_model.moe import MoE, Gate
 from base_model.mtp import MTPLayer
@@ -91,21 +93,6 @@ class DeepSeekPreTrainedModel(PreTrainedModel):
             init.copy_(module.inv_freq, rope_frequencies(self.config)[0])
 
 
-def _positions_and_mask(attention_mask, batch, seq, past, device):
-    """Position ids and the boolean attention mask [B,1,S,T] (None = plain causal, the fast path).
-    With padding, positions count real tokens only (left padding -> the first real token is position 0)."""
-    total = past + seq
-    if attention_mask is None or bool(attention_mask.all()):
-        pos = torch.arange(past, total, device=device).expand(batch, seq)
-        return pos, None
-    am = attention_mask[:, :total].bool()
-    pos = (am.long().cumsum(-1) - 1).clamp(min=0)[:, past:total]
-    causal = torch.ones(seq, total, dtype=torch.bool, device=device).tril(past)
-    mask = causal[None] & am[:, None, :]
-    mask |= torch.ones(seq, total, dtype=torch.bool, device=device).tril(past).triu(past)[None]  # self: no NaN rows
-    return pos, mask[:, None]
-
-
 class DeepSeekModel(DeepSeekPreTrainedModel):
     def __init__(self, config: DeepSeekConfig):
         super().__init__(config)
@@ -141,7 +128,7 @@ class DeepSeekModel(DeepSeekPreTrainedModel):
         x = self.embed_tokens(input_ids) if inputs_embeds is None else inputs_embeds
         b, s, _ = x.shape
         past = cache.length if cache is not None else 0
-        pos, mask = _positions_and_mask(attention_mask, b, s, past, x.device)
+        pos, mask = positions_and_mask(attention_mask, b, s, past, x.device)
         if position_ids is not None:
             pos = position_ids
         cos, sin = self.rotary_emb(pos)
@@ -236,7 +223,6 @@ class DeepSeekForCausalLM(DeepSeekPreTrainedModel, GenerationMixin):
     # --- generation: our latent-cache fast path behind the HF API ---
     @torch.no_grad()
     def generate(self, input_ids=None, attention_mask=None, generation_config=None, **kwargs):
-        from base_model.generate import hf_generate
         return hf_generate(self, input_ids, attention_mask, generation_config, **kwargs)
 
     def new_cache(self, batch: int, max_len: int, mtp: bool = False) -> LatentCache:

@@ -1,7 +1,11 @@
 """Pretraining: one plain loop (nanoGPT style) for the DeepSeek-V3-style model.
 
-    python -m base_model.pretrain --preset tiny --out runs/tiny [--config x.yaml] [--resume] [--fp8] [--max-steps N] ...
-    torchrun --nproc_per_node 2 -m base_model.pretrain --preset nano --out runs/ddp      # data parallel (DDP)
+    python -m base_model.pretrain --preset tiny --corpus docs.jsonl --out runs/tiny [--config x.yaml] [--resume] ...
+    torchrun --nproc_per_node 2 -m base_model.pretrain --preset nano --corpus docs.jsonl --out runs/ddp   # DDP
+
+The corpus: a path (corpus.py reads .txt/.jsonl/.parquet/datasets dirs), or, from Python, any document-stream
+factory passed as `pretrain(cfg, docs=...)`: the r1lab `pretrain` stage passes r1lab's synthetic corpus that way
+(`corpus: synthetic`, the default); `python -m r1lab.tasks.corpus --out docs.jsonl` writes it to a file.
 
 Per optimizer step: `grad_accum` micro-batches of packed rows (corpus.TokenPacker), loss = next-token CE +
 λ·MTP CE + α·balance loss (the model computes it), backward, clip the global grad norm, AdamW with decoupled
@@ -13,17 +17,14 @@ Global batch: `batch_size` rows per optimizer step, whatever the number of proce
 batch_size / (W · micro_batch_size) micro-batches on its slice of the same global batch, so 1 process and 2
 processes see the same rows per step and (up to float summation order) the same gradients.
 
-Checkpoints: every `ckpt_every` steps OUT/checkpoints/step_XXXXXXX/ holds model.safetensors (exact weights and the
-MoE bias buffers) and state.pt (optimizer, step, data-packer position, Python/torch RNG states). It is written to a
-temporary directory and renamed into place, so a kill -9 at any moment leaves either the old or the new
-checkpoint, never half of one. `--resume` loads the newest one and continues; on CPU with the same thread count
-the final weights are bitwise identical to an uninterrupted run (tests/test_pretrain_resume.py checks it).
+Checkpoints (checkpoint.py): every `ckpt_every` steps, atomic. `--resume` loads the newest one and continues; on
+CPU with the same thread count the final weights are bitwise identical to an uninterrupted run
+(tests/test_pretrain_resume.py checks it). The config and its CLI/YAML layering: pretrain_config.py.
 The final model: OUT/model (save_pretrained, a stock deepseek_v3 checkpoint, + the tokenizer); OUT/metrics.jsonl;
-OUT/plots/{loss,expert_load}.png; OUT/samples.md (a few greedy generations).
+OUT/plots/{loss,expert_load}.png; OUT/samples.md (a few greedy generations) (pretrain_outputs.py).
 """
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
@@ -32,80 +33,18 @@ import shutil
 import sys
 import time
 from pathlib import Path
-from typing import Callable, Literal
+from typing import Callable
 
 from base_model import threads
 
 threads.prepare()   # before torch loads, for `python -m base_model.pretrain` (see threads.py)
 
 import torch  # noqa: E402
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-# Run-size defaults per model preset (any field can still be set by YAML or CLI).
-RUN_PRESETS: dict[str, dict] = {
-    "nano": dict(seq_len=64, batch_size=8, micro_batch_size=8, max_steps=20, warmup_steps=4, lr=3e-3,
-                 vocab_size=512, tokenizer_docs=2000, log_every=1, ckpt_every=10),
-    "tiny": dict(seq_len=256, batch_size=8, micro_batch_size=8, max_steps=1000, warmup_steps=40, lr=2e-3,
-                 vocab_size=4096, tokenizer_docs=20000, log_every=10, ckpt_every=100),
-    "student": dict(seq_len=256, batch_size=8, micro_batch_size=8, max_steps=500, warmup_steps=30, lr=3e-3,
-                    vocab_size=4096, tokenizer_docs=20000, log_every=10, ckpt_every=100),
-    "small": dict(seq_len=1024, batch_size=64, micro_batch_size=16, max_steps=20000, warmup_steps=1000, lr=1e-3,
-                  vocab_size=32768, tokenizer_docs=200000, log_every=20, ckpt_every=1000),
-}
-
-DEFAULT_SAMPLE_PROMPTS = ["What is 23 + 45?", "What is 507 + 386?", "Compute 91 - 37.", "What is 46 * 7?",
-                          "Solve for x: x + 12 = 30", "Solve for x: 3x + 4 = 19",
-                          "Mia has 12 apples. Sam gives Mia 5 more. How many apples does Mia have now?"]
-
-
-class PretrainConfig(BaseModel):
-    """Everything one pretraining run needs. YAML keys and `--flag-names` are these field names."""
-    model_config = ConfigDict(extra="forbid")
-
-    preset: str = "tiny"                       # model preset (base_model.config.PRESETS)
-    model_overrides: dict = Field(default_factory=dict)   # DeepSeekConfig fields to override
-    out: str = "runs/pretrain"
-    seed: int = 0
-    # data
-    corpus: str = "synthetic"                  # "synthetic" or a path: .txt / .jsonl / .parquet / datasets dir
-    corpus_field: str = "text"
-    r1_share: float = 0.75                     # synthetic: share of worked problems in the <think>/<answer> shape
-    max_level: int = 5                         # synthetic: hardest difficulty level
-    tokenizer: str | None = None               # a tokenizer dir to use; default: train one on the corpus
-    vocab_size: int = 4096
-    tokenizer_docs: int = 20000
-    seq_len: int = 256
-    # optimisation
-    batch_size: int = 8                        # GLOBAL rows per optimizer step (all ranks, all micro-batches)
-    micro_batch_size: int = 8                  # rows per forward/backward on one rank
-    max_steps: int = 1000
-    lr: float = 2e-3
-    min_lr_ratio: float = 0.1
-    schedule: Literal["cosine", "wsd"] = "cosine"
-    warmup_steps: int = 40
-    wsd_decay_frac: float = 0.2                # WSD: last fraction of steps decays linearly to min_lr
-    weight_decay: float = 0.1
-    beta1: float = 0.9
-    beta2: float = 0.95
-    grad_clip: float = 1.0
-    fp8: bool = False
-    bf16: bool | None = None                   # default: on when training on a GPU
-    device: str = "auto"
-    num_threads: int | None = None             # torch CPU threads (default: base_model/threads.py's policy)
-    # bookkeeping
-    log_every: int = 10
-    ckpt_every: int = 100
-    keep_checkpoints: int = 2
-    resume: bool = False
-    progress: bool = True
-    sample_prompts: list[str] = Field(default_factory=lambda: list(DEFAULT_SAMPLE_PROMPTS))
-    sample_max_new_tokens: int = 96
-    sleep_per_step: float = 0.0                # test hook: slow a run down so a test can kill it mid-run
-
-    @classmethod
-    def for_preset(cls, preset: str, **overrides) -> "PretrainConfig":
-        return cls(**{**RUN_PRESETS.get(preset, {}), "preset": preset, **overrides})
-
+from base_model.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint  # noqa: E402
+from base_model.corpus import SYNTHETIC_HINT, DocFactory, TokenPacker, corpus_factory  # noqa: E402
+from base_model.pretrain_config import RUN_PRESETS, PretrainConfig, load_config, to_yaml  # noqa: E402,F401 (RUN_PRESETS: re-export)
+from base_model.pretrain_outputs import plot, write_samples  # noqa: E402
 
 # ----------------------------------------------------------------------------------------------- schedule
 
@@ -159,116 +98,6 @@ def _barrier(world: int):
         import torch.distributed as dist
         dist.barrier()
 
-# ----------------------------------------------------------------------------------------------- checkpoints
-
-
-def _rng_state(device: torch.device) -> dict:
-    s = {"python": random.getstate(), "torch": torch.get_rng_state()}
-    if device.type == "cuda":
-        s["cuda"] = torch.cuda.get_rng_state(device)
-    return s
-
-
-def _set_rng_state(s: dict, device: torch.device):
-    random.setstate(s["python"])
-    torch.set_rng_state(s["torch"])
-    if "cuda" in s and device.type == "cuda":
-        torch.cuda.set_rng_state(s["cuda"], device)
-
-
-def save_checkpoint(ckpt_root: Path, step: int, model, optimizer, packer, device, keep: int = 2) -> Path:
-    """Write checkpoints/step_N atomically: into a temp dir, fsync, then one rename."""
-    from safetensors.torch import save_file
-
-    ckpt_root.mkdir(parents=True, exist_ok=True)
-    final = ckpt_root / f"step_{step:07d}"
-    tmp = ckpt_root / f".tmp_step_{step:07d}_{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir()
-    tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    save_file(tensors, str(tmp / "model.safetensors"))
-    torch.save({"step": step, "optimizer": optimizer.state_dict(), "packer": packer.state_dict(),
-                "rng": _rng_state(device)}, tmp / "state.pt")
-    for f in tmp.iterdir():
-        with open(f, "rb") as fh:
-            os.fsync(fh.fileno())
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(tmp, final)
-    for old in sorted(ckpt_root.glob("step_*"))[:-keep]:
-        shutil.rmtree(old, ignore_errors=True)
-    return final
-
-
-def latest_checkpoint(ckpt_root: Path) -> Path | None:
-    done = sorted(p for p in ckpt_root.glob("step_*") if (p / "state.pt").exists() and (p / "model.safetensors").exists())
-    return done[-1] if done else None
-
-
-def load_checkpoint(path: Path, model, optimizer, packer, device) -> int:
-    from safetensors.torch import load_file
-
-    sd = load_file(str(path / "model.safetensors"), device=str(device))
-    model.load_state_dict(sd, strict=True)
-    st = torch.load(path / "state.pt", map_location=device, weights_only=False)
-    optimizer.load_state_dict(st["optimizer"])
-    packer.load_state_dict(st["packer"])
-    _set_rng_state(st["rng"], device)
-    return int(st["step"])
-
-# ----------------------------------------------------------------------------------------------- outputs
-
-
-def _plot(out: Path, metrics_path: Path, final_load: torch.Tensor | None):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows = [json.loads(l) for l in open(metrics_path)] if metrics_path.exists() else []
-    rows = [r for r in rows if "loss" in r]
-    if not rows:
-        return
-    (out / "plots").mkdir(exist_ok=True)
-    fig, ax = plt.subplots(figsize=(7, 4))
-    steps = [r["step"] for r in rows]
-    for key in ("loss", "main_loss", "mtp_loss"):
-        if rows[0].get(key) is not None:
-            ax.plot(steps, [r[key] for r in rows], label=key)
-    ax.set_xlabel("step"), ax.set_ylabel("cross-entropy (nats)"), ax.set_yscale("log"), ax.legend(), ax.grid(alpha=.3)
-    ax.set_title("pretraining loss")
-    fig.tight_layout(), fig.savefig(out / "plots" / "loss.png", dpi=110), plt.close(fig)
-
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    axes[0].plot(steps, [r.get("load_max_over_mean", 1.0) for r in rows])
-    axes[0].set_xlabel("step"), axes[0].set_ylabel("max / mean expert load"), axes[0].grid(alpha=.3)
-    axes[0].set_title("routing balance (1 = perfect)")
-    if final_load is not None and final_load.numel():
-        im = axes[1].imshow((final_load / final_load.mean(1, keepdim=True).clamp_min(1e-9)).numpy(), aspect="auto",
-                            cmap="viridis")
-        axes[1].set_xlabel("expert"), axes[1].set_ylabel("MoE layer"), axes[1].set_title("load / mean, last window")
-        fig.colorbar(im, ax=axes[1])
-    fig.tight_layout(), fig.savefig(out / "plots" / "expert_load.png", dpi=110), plt.close(fig)
-
-
-def write_samples(model, tok, prompts: list[str], max_new_tokens: int, path: Path) -> list[dict]:
-    """Greedy completions of a few chat prompts (how the R1 stages will prompt the model)."""
-    from base_model.generate import generate
-
-    model.eval()
-    ids = [tok.apply_chat_template([{"role": "user", "content": p}], add_generation_prompt=True) for p in prompts]
-    ids = [x["input_ids"] if isinstance(x, dict) or hasattr(x, "keys") else x for x in ids]
-    res = generate(model, ids, max_new_tokens=max_new_tokens, temperature=0.0, eos_token_id=tok.eos_token_id,
-                   pad_token_id=tok.pad_token_id)
-    out = []
-    with open(path, "w") as f:
-        f.write("# Greedy samples after pretraining\n\n")
-        for p, r in zip(prompts, res):
-            text = tok.decode(r[0].token_ids, skip_special_tokens=True)
-            out.append({"prompt": p, "completion": text})
-            f.write(f"**{p}**\n\n```\n{text}\n```\n\n")
-    return out
-
 # ----------------------------------------------------------------------------------------------- the loop
 
 
@@ -286,10 +115,12 @@ def _get_tokenizer(cfg: PretrainConfig, out: Path, rank: int, world: int, docs_f
     return load_tokenizer(tok_dir)
 
 
-def pretrain(cfg: PretrainConfig, callback: Callable[[dict, int], None] | None = None) -> Path:
-    """Run (or resume) pretraining; returns OUT/model. `callback(metrics, step)` is called at every log step."""
+def pretrain(cfg: PretrainConfig, callback: Callable[[dict, int], None] | None = None,
+             docs: DocFactory | None = None) -> Path:
+    """Run (or resume) pretraining; returns OUT/model. `callback(metrics, step)` is called at every log step.
+    `docs`: the corpus as a document-stream factory (start -> documents from index start); default: the path
+    `cfg.corpus`."""
     from base_model import DeepSeekForCausalLM, get_preset
-    from base_model.corpus import TokenPacker, corpus_factory
 
     if cfg.batch_size % cfg.micro_batch_size:
         raise ValueError(f"batch_size {cfg.batch_size} must be a multiple of micro_batch_size {cfg.micro_batch_size}")
@@ -303,13 +134,12 @@ def pretrain(cfg: PretrainConfig, callback: Callable[[dict, int], None] | None =
     out = Path(cfg.out)
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
-        (out / "config.yaml").write_text(_to_yaml(cfg.model_dump()))
+        (out / "config.yaml").write_text(to_yaml(cfg.model_dump()))
     _barrier(world)
     random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
 
-    syn = {"r1_share": cfg.r1_share, "max_level": cfg.max_level} if cfg.corpus == "synthetic" else {}
-    docs = corpus_factory(cfg.corpus, seed=cfg.seed, field=cfg.corpus_field, **syn)
+    docs = corpus_factory(cfg.corpus if docs is None else docs, field=cfg.corpus_field)
     tok = _get_tokenizer(cfg, out, rank, world, docs)
     mcfg = get_preset(cfg.preset, **{"vocab_size": len(tok), "eos_token_id": tok.eos_token_id,
                                      "pad_token_id": tok.pad_token_id, **cfg.model_overrides})
@@ -421,7 +251,7 @@ def pretrain(cfg: PretrainConfig, callback: Callable[[dict, int], None] | None =
         if model_dir.exists():
             shutil.rmtree(model_dir)
         os.replace(tmp, model_dir)
-        _plot(out, metrics_path, last_load.float().cpu() if last_load is not None else None)
+        plot(out, metrics_path, last_load.float().cpu() if last_load is not None else None)
         if cfg.sample_prompts:
             write_samples(model, tok, cfg.sample_prompts, cfg.sample_max_new_tokens, out / "samples.md")
         print(f"pretrained {n_params / 1e6:.2f}M params for {step} steps; model saved to {model_dir}", file=sys.stderr)
@@ -436,53 +266,12 @@ class _null:
     def __exit__(self, *a):
         return False
 
-# ----------------------------------------------------------------------------------------------- config + CLI
-
-
-def _to_yaml(d: dict) -> str:
-    import yaml
-    return yaml.safe_dump(d, sort_keys=False)
-
-
-def load_config(argv=None) -> PretrainConfig:
-    """Defaults < run preset < YAML (--config) < CLI flags. Every PretrainConfig field is a --flag."""
-    import yaml
-
-    ap = argparse.ArgumentParser(prog="python -m base_model.pretrain", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--config", help="YAML file with PretrainConfig fields")
-    for name, f in PretrainConfig.model_fields.items():
-        flag = "--" + name.replace("_", "-")
-        ann = f.annotation
-        if ann is bool:
-            ap.add_argument(flag, action=argparse.BooleanOptionalAction, default=None)
-        elif ann in (int, float, str):
-            ap.add_argument(flag, type=ann, default=None)
-        else:  # optional scalars, lists, dicts: given as YAML text, e.g. --model-overrides '{num_hidden_layers: 2}'
-            ap.add_argument(flag, type=yaml.safe_load, default=None, metavar="YAML")
-    a = vars(ap.parse_args(argv))
-    from_yaml: dict = {}
-    if a.get("config"):
-        path = Path(a["config"])
-        if not path.exists():
-            raise SystemExit(f"--config {path}: no such file")
-        from_yaml = yaml.safe_load(path.read_text()) or {}
-        if not isinstance(from_yaml, dict):
-            raise SystemExit(f"{path}: expected a mapping of PretrainConfig fields at the top level")
-    cli = {k: v for k, v in a.items() if v is not None and k != "config"}
-    preset = cli.get("preset", from_yaml.get("preset", "tiny"))
-    merged = {**RUN_PRESETS.get(preset, {}), **from_yaml, **cli, "preset": preset}
-    try:
-        return PretrainConfig(**merged)
-    except ValidationError as e:
-        err = e.errors()[0]
-        src = "the YAML config" if err["loc"] and err["loc"][0] in from_yaml else "the command line"
-        raise SystemExit(f"pretrain config ({src}): key {'.'.join(map(str, err['loc']))}: {err['msg']}") from None
-
-
 def main(argv=None):
     import torch.distributed as dist
 
-    cfg = load_config(argv)
+    cfg = load_config(argv, description=__doc__.split("\n\n")[0])
+    if cfg.corpus == "synthetic":
+        raise SystemExit(f"python -m base_model.pretrain: {SYNTHETIC_HINT}")
     print(threads.configure(cfg.num_threads), file=sys.stderr)
     try:
         pretrain(cfg)

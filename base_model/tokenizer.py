@@ -48,7 +48,7 @@ CHAT_TEMPLATE = (
 
 
 def format_chat(messages: list[dict], add_generation_prompt: bool = False) -> str:
-    """The chat template in plain Python (same string as the Jinja one); the corpus uses it for chat-shaped docs."""
+    """The chat template in plain Python (same string as the Jinja one); r1lab's corpus uses it for chat-shaped docs."""
     out = []
     for m in messages:
         if m["role"] not in ROLE_TOKENS:
@@ -123,21 +123,22 @@ def load_tokenizer(path: str | Path):
 
 
 def main(argv=None):
-    """`python -m base_model.tokenizer --out DIR [--vocab-size 4096] [--docs 20000] [--corpus PATH]`"""
+    """`python -m base_model.tokenizer --out DIR --corpus PATH [--vocab-size 4096] [--docs 20000]`"""
     import argparse
     import itertools
 
-    from base_model.corpus import load_corpus, synthetic_corpus
+    from base_model.corpus import SYNTHETIC_HINT, load_corpus
 
-    ap = argparse.ArgumentParser(description=main.__doc__)
+    ap = argparse.ArgumentParser(prog="python -m base_model.tokenizer", description=main.__doc__)
     ap.add_argument("--out", required=True)
     ap.add_argument("--vocab-size", type=int, default=4096)
     ap.add_argument("--docs", type=int, default=20000, help="number of documents to train on")
-    ap.add_argument("--corpus", default="synthetic", help="'synthetic' or a path (txt/jsonl/parquet/datasets dir)")
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--corpus", required=True, help="a path (txt/jsonl/parquet/datasets dir); r1lab's synthetic "
+                    "corpus: write one with `python -m r1lab.tasks.corpus --out corpus.jsonl`")
     a = ap.parse_args(argv)
-    docs = synthetic_corpus(seed=a.seed) if a.corpus == "synthetic" else load_corpus(a.corpus)
-    tok = train_tokenizer(itertools.islice(docs, a.docs), vocab_size=a.vocab_size, save_dir=a.out)
+    if a.corpus == "synthetic":
+        raise SystemExit(f"--corpus: {SYNTHETIC_HINT}")
+    tok = train_tokenizer(itertools.islice(load_corpus(a.corpus), a.docs), vocab_size=a.vocab_size, save_dir=a.out)
     print(f"saved tokenizer ({len(tok)} tokens) to {a.out}")
 
 

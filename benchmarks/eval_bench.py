@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 def build_model(preset: str, out: Path):
     from base_model import DeepSeekForCausalLM, get_preset
-    from base_model.corpus import synthetic_corpus
+    from r1lab.tasks.corpus import synthetic_corpus
     from base_model.tokenizer import train_tokenizer
     tok = train_tokenizer(synthetic_corpus(seed=0, limit=3000), vocab_size=4096, save_dir=out)
     torch.manual_seed(0)

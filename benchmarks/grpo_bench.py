@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def make_checkpoint(preset: str, out: Path) -> Path:
     from base_model import DeepSeekForCausalLM, get_preset
-    from base_model.corpus import synthetic_corpus
+    from r1lab.tasks.corpus import synthetic_corpus
     from base_model.tokenizer import train_tokenizer
 
     tok = train_tokenizer(synthetic_corpus(seed=0, limit=3000), vocab_size=1024 if preset == "nano" else 4096)

@@ -112,6 +112,7 @@ def throughput(args) -> dict:
 
 def fp8_gap(args) -> dict:
     from base_model.pretrain import PretrainConfig, pretrain
+    from r1lab.tasks.corpus import synthetic_factory
 
     res = {}
     with tempfile.TemporaryDirectory() as d:
@@ -122,7 +123,7 @@ def fp8_gap(args) -> dict:
                                             log_every=1, ckpt_every=10 ** 9, progress=False, sample_prompts=[],
                                             tokenizer=(f"{d}/fp32/tokenizer" if fp8 else None))
             t = time.perf_counter()
-            pretrain(cfg, callback=lambda m, s: losses.append(m["main_loss"]))
+            pretrain(cfg, callback=lambda m, s: losses.append(m["main_loss"]), docs=synthetic_factory(seed=0))
             res["fp8" if fp8 else "fp32"] = {"final_loss": statistics.mean(losses[-10:]), "first_loss": losses[0],
                                              "wall_s": time.perf_counter() - t}
     a, b = res["fp32"]["final_loss"], res["fp8"]["final_loss"]

@@ -58,7 +58,7 @@ class TokenizerSpec(StageParams):
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     vocab_size: int = Field(4096, ge=300, le=1 << 20)
-    docs: int = Field(2000, ge=10, le=10_000_000, description="documents of base_model.corpus.synthetic_corpus to train on")
+    docs: int = Field(2000, ge=10, le=10_000_000, description="documents of r1lab.tasks.corpus.synthetic_corpus to train on")
     seed: int | None = None
 
 

@@ -54,10 +54,8 @@ def ensure_tokenizer(cfg: PipelineConfig, out: Path, console) -> str | None:
     done = _read_json(d / DONE)
     if done and done.get("fingerprint") == fp:
         return str(d / "tokenizer")
-    try:
-        from base_model.tokenizer import train_tokenizer
-    except ImportError as e:
-        raise PipelineError(f"tokenizer: training one needs base_model.tokenizer ({e}); give a tokenizer dir instead") from None
+    from base_model.tokenizer import train_tokenizer
+
     spec = cfg.tokenizer
     seed = cfg.seed if spec.seed is None else spec.seed
     console.print(f"[bold]tokenizer[/]: training a byte-level BPE, vocab {spec.vocab_size}")
@@ -71,16 +69,9 @@ def ensure_tokenizer(cfg: PipelineConfig, out: Path, console) -> str | None:
 
 
 def _tokenizer_texts(docs: int, seed: int):
-    try:
-        from base_model.corpus import synthetic_corpus
+    from r1lab.tasks.corpus import synthetic_corpus
 
-        it = synthetic_corpus(seed=seed)
-        for i, doc in enumerate(it):
-            if i >= docs:
-                break
-            yield doc
-    except ImportError:
-        pass
+    yield from synthetic_corpus(seed=seed, limit=docs)
     from r1lab.tasks import TASKS, task_rows
 
     for t in TASKS:

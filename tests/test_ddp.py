@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
-from base_model.corpus import synthetic_corpus
+from r1lab.tasks.corpus import synthetic_corpus, write_corpus
 from base_model.tokenizer import train_tokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -17,13 +17,15 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def _args(out, tok, micro):
     return ["-m", "base_model.pretrain", "--preset", "nano", "--out", str(out), "--tokenizer", str(tok),
-            "--max-steps", "8", "--batch-size", "8", "--micro-batch-size", str(micro), "--ckpt-every", "8",
+            "--corpus", str(tok.parent / "corpus.jsonl"), "--max-steps", "8", "--batch-size", "8",
+            "--micro-batch-size", str(micro), "--ckpt-every", "8",
             "--num-threads", "1", "--no-progress", "--sample-prompts", "[]"]
 
 
 def test_ddp_two_processes_match_one(tmp_path):
     tok = tmp_path / "tok"
     train_tokenizer(synthetic_corpus(seed=0, limit=500), vocab_size=512, save_dir=tok)
+    write_corpus(tmp_path / "corpus.jsonl", 2000, seed=0)   # r1lab's synthetic corpus, as a file for the CLI
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     one, two = tmp_path / "one", tmp_path / "two"
     # one process: 2 micro-batches of 4 rows; two processes: 2 ranks x 2 micro-batches of 2 rows

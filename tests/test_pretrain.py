@@ -4,7 +4,7 @@ import json
 import pytest
 import torch
 
-from base_model.corpus import synthetic_corpus
+from r1lab.tasks.corpus import synthetic_corpus, synthetic_factory
 from base_model.pretrain import PretrainConfig, RUN_PRESETS, load_config, lr_at, pretrain
 from base_model.tokenizer import train_tokenizer
 
@@ -22,7 +22,7 @@ def test_nano_run_learns_and_writes_everything(tmp_path, tok_dir):
                                     lr=5e-3, ckpt_every=10, progress=False, sample_max_new_tokens=8,
                                     sample_prompts=["What is 2 + 3?"])
     seen = []
-    model_dir = pretrain(cfg, callback=lambda m, s: seen.append((s, m["loss"])))
+    model_dir = pretrain(cfg, callback=lambda m, s: seen.append((s, m["loss"])), docs=synthetic_factory(seed=0))
     rows = [json.loads(l) for l in open(tmp_path / "run" / "metrics.jsonl")]
     assert [r["step"] for r in rows] == list(range(1, 31)) and [s for s, _ in seen] == list(range(1, 31))
     first, last = sum(r["main_loss"] for r in rows[:3]) / 3, sum(r["main_loss"] for r in rows[-3:]) / 3
@@ -50,7 +50,7 @@ def test_fp8_flag_trains(tmp_path, tok_dir):
     torch.set_num_threads(1)
     cfg = PretrainConfig.for_preset("nano", out=str(tmp_path / "fp8"), tokenizer=str(tok_dir), max_steps=12,
                                     lr=5e-3, fp8=True, progress=False, sample_prompts=[])
-    pretrain(cfg)
+    pretrain(cfg, docs=synthetic_factory(seed=0))
     rows = [json.loads(l) for l in open(tmp_path / "fp8" / "metrics.jsonl")]
     assert rows[-1]["main_loss"] < rows[0]["main_loss"] - 0.5
 

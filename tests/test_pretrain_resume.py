@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
-from base_model.corpus import synthetic_corpus
+from r1lab.tasks.corpus import synthetic_corpus, write_corpus
 from base_model.tokenizer import train_tokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -18,7 +18,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def _cmd(out, tok, *extra):
     return [sys.executable, "-m", "base_model.pretrain", "--preset", "nano", "--out", str(out), "--tokenizer", str(tok),
-            "--max-steps", "12", "--ckpt-every", "3", "--num-threads", "1", "--no-progress",
+            "--corpus", str(tok.parent / "corpus.jsonl"), "--max-steps", "12", "--ckpt-every", "3", "--num-threads", "1",
+            "--no-progress",
             "--sample-prompts", "[]", *extra]
 
 
@@ -29,6 +30,7 @@ def _env():
 def test_kill9_and_resume_is_bitwise_identical(tmp_path):
     tok = tmp_path / "tok"
     train_tokenizer(synthetic_corpus(seed=0, limit=500), vocab_size=512, save_dir=tok)
+    write_corpus(tmp_path / "corpus.jsonl", 2000, seed=0)   # r1lab's synthetic corpus, as a file for the CLI
     a, b = tmp_path / "a", tmp_path / "b"
     subprocess.run(_cmd(a, tok), cwd=ROOT, env=_env(), check=True, capture_output=True)
 

@@ -1,7 +1,7 @@
 """The tokenizer: trained here, loads with plain transformers, keeps the R1 tags atomic, renders the chat template."""
 import pytest
 
-from base_model.corpus import synthetic_corpus
+from r1lab.tasks.corpus import synthetic_corpus
 from base_model.tokenizer import (ASSISTANT_TOKEN, EOS_TOKEN, PAD_TOKEN, REASONING_TOKENS, SPECIAL_TOKENS,
                                   USER_TOKEN, format_chat, train_tokenizer)
 

@@ -1,5 +1,9 @@
 """`pretrain` stage: a thin adapter over base_model.pretrain.pretrain (the one pretraining loop).
 
+`corpus: synthetic` (the default) is r1lab's synthetic corpus (r1lab/tasks/corpus.py: worked problems drawn from the
+tasks' train splits, code, prose), passed to pretrain() as a document-stream factory seeded with the pipeline
+seed; any other `corpus` is a path base_model reads itself.
+
 Params are PretrainConfig's fields minus those the pipeline owns (`out` = the stage dir, `seed` = the
 pipeline seed, `resume` = whether the pipeline found an interrupted attempt). `preset` defaults to the
 pipeline's `model:` preset and `tokenizer` to the pipeline's tokenizer (without one, pretraining trains its
@@ -19,10 +23,8 @@ PIPELINE_OWNED = ("out", "seed", "resume")
 
 
 def _make_params():
-    try:
-        from base_model.pretrain import PretrainConfig
-    except ImportError:  # base_model.pretrain not there: accept nothing but say why at run time
-        return create_model("Params", __base__=StageParams)
+    from base_model.pretrain_config import PretrainConfig
+
     fields = {}
     for k, f in PretrainConfig.model_fields.items():
         if k in PIPELINE_OWNED:
@@ -70,7 +72,11 @@ def run(ctx: StageContext) -> dict:
         drop_torn_lines(ctx.metrics_path)
     cfg = PretrainConfig.for_preset(preset, **given, out=str(ctx.out_dir), seed=ctx.seed,
                                     resume=ctx.resumed, **({"tokenizer": tok} if tok else {}))
-    model_dir = pretrain(cfg, callback=_divergence_guard(ctx.name))
+    docs = None
+    if cfg.corpus == "synthetic":
+        from r1lab.tasks.corpus import synthetic_factory
+        docs = synthetic_factory(seed=cfg.seed, r1_share=cfg.r1_share, max_level=cfg.max_level)
+    model_dir = pretrain(cfg, callback=_divergence_guard(ctx.name), docs=docs)
     rows = read_jsonl(ctx.metrics_path)
     last = rows[-1] if rows else {}
     n_params = None

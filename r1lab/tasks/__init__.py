@@ -6,6 +6,7 @@
 
 Reasoning tasks: arithmetic, countdown, linear, word_problems, code (column `tests`).
 Non-reasoning: chat (for the blended SFT). `solution` is always in R1 format <think>…</think><answer>…</answer>.
+The synthetic pretraining corpus is written from these same generators, train split only: r1lab/tasks/corpus.py.
 """
 from __future__ import annotations
 

@@ -3,18 +3,85 @@
 difficulty d: 1: one-digit +/-, 2: two-digit +/- and two-digit × one digit, 3: three-digit +/- and three-digit ×
 two digits, 4: four-digit, 5: three operands of two or three digits. Subtraction never goes negative.
 
-The worked steps are the pretraining corpus's own (`base_model.corpus`: the operands restated, then one line per
-column with its carry or borrow, then "so a op b = r"): a base model pretrained on that corpus already knows the
-procedure, as DeepSeek-V3-Base knows mathematics before R1's stages; cold-start SFT teaches it this task's
-question and the R1 answer shape. With a cold start that mixes in short answers (a data source's
-`short_fraction`), GRPO's accuracy reward teaches the model to show its working, as in R1-Zero.
+The worked steps (add_steps, sub_steps, mul_steps: the operands restated, then one line per column with its carry
+or borrow, then "so a op b = r") are also what the pretraining corpus (r1lab/tasks/corpus.py) writes, from this
+same generator: a base model pretrained on it already knows the procedure, as DeepSeek-V3-Base knows mathematics
+before R1's stages; cold-start SFT teaches it this task's question and the R1 answer shape. With a cold start
+that mixes in short answers (a data source's `short_fraction`), GRPO's accuracy reward teaches the model to show
+its working, as in R1-Zero.
 """
 from __future__ import annotations
 
-from base_model.corpus import add_steps, mul_steps, sub_steps
 from r1lab.tasks.base import r1_format
 
 PROMPT = "Compute {expr}. Give the final number in <answer></answer>."
+
+
+def add_steps(a: int, b: int) -> list[str]:
+    """Column addition, right to left, one line per column with the carry."""
+    sa, sb = str(a)[::-1], str(b)[::-1]
+    steps, carry = [], 0
+    for i in range(max(len(sa), len(sb))):
+        da = int(sa[i]) if i < len(sa) else 0
+        db = int(sb[i]) if i < len(sb) else 0
+        s = da + db + carry
+        steps.append(f"{da} + {db} + {carry} = {s}, write {s % 10}, carry {s // 10}")
+        carry = s // 10
+    if carry:
+        steps.append(f"write the last carry {carry}")
+    steps.append(f"so {a} + {b} = {a + b}")
+    return steps
+
+
+def sub_steps(a: int, b: int) -> list[str]:
+    """Column subtraction with borrows; a negative result is computed as -(b - a)."""
+    if a < b:
+        return [f"{a} is smaller than {b}, so {a} - {b} = -({b} - {a})"] + sub_steps(b, a)[:-1] + \
+               [f"so {a} - {b} = {a - b}"]
+    sa, sb = str(a)[::-1], str(b)[::-1]
+    steps, borrow = [], 0
+    for i in range(len(sa)):
+        top, bot = int(sa[i]), int(sb[i]) if i < len(sb) else 0
+        v = top - bot - borrow
+        if v < 0:
+            steps.append(f"{top} - {bot} - {borrow} is negative, borrow: {top + 10} - {bot} - {borrow} = {v + 10}, "
+                         f"write {v + 10}, borrow 1")
+            borrow = 1
+        else:
+            steps.append(f"{top} - {bot} - {borrow} = {v}, write {v}, borrow 0")
+            borrow = 0
+    steps.append(f"so {a} - {b} = {a - b}")
+    return steps
+
+
+def mul1_steps(a: int, d: int) -> list[str]:
+    """Multi-digit times one digit, right to left with carries."""
+    steps, carry = [], 0
+    for ch in str(a)[::-1]:
+        p = int(ch) * d + carry
+        steps.append(f"{ch} * {d} + {carry} = {p}, write {p % 10}, carry {p // 10}")
+        carry = p // 10
+    if carry:
+        steps.append(f"write the last carry {carry}")
+    steps.append(f"so {a} * {d} = {a * d}")
+    return steps
+
+
+def mul_steps(a: int, b: int) -> list[str]:
+    """Long multiplication: one partial product per digit of b, then their sum."""
+    if b < 10:
+        return mul1_steps(a, b)
+    steps, partials = [], []
+    for k, ch in enumerate(str(b)[::-1]):
+        p = a * int(ch) * 10 ** k
+        steps.append(f"{a} * {int(ch) * 10 ** k} = {p}")
+        partials.append(p)
+    total = partials[0]
+    for p in partials[1:]:
+        steps.append(f"{total} + {p} = {total + p}")
+        total += p
+    steps.append(f"so {a} * {b} = {a * b}")
+    return steps
 
 
 def _digits(rng, d):

@@ -47,6 +47,16 @@ def shorten(rows: list[dict], fraction: float) -> list[dict]:
     return out
 
 
+def draw(task: str, make: Callable, rng: random.Random, d: int, split: str = "train", tries: int = 1) -> dict | None:
+    """One problem of `split` at difficulty d (its "key" still in it): up to `tries` calls of make(rng, d); None if
+    none of them drew a problem of that split. The one split filter, for task rows and the pretraining corpus alike."""
+    for _ in range(tries):
+        p = make(rng, d)
+        if p is not None and split_of(task, p["key"]) == split:
+            return p
+    return None
+
+
 def generate_rows(task: str, make: Callable, n: int, split: str = "train", seed: int = 0,
                   difficulty: int | list[int] | None = None, default_difficulty=(1, 2, 3)) -> list[dict]:
     """`n` distinct problems of `split`, deterministic from (task, split, seed, difficulty)."""
@@ -64,11 +74,11 @@ def generate_rows(task: str, make: Callable, n: int, split: str = "train", seed:
             raise ValueError(f"task {task!r}: only {len(rows)} distinct {split} problems found at difficulty {levels} "
                              f"(asked for {n}); lower n or raise the difficulty")
         d = levels[len(rows) % len(levels)] if len(levels) > 1 else levels[0]
-        p = make(rng, d)
+        p = draw(task, make, rng, d, split)
         if p is None:
             continue
         key = p.pop("key")
-        if key in seen or split_of(task, key) != split:
+        if key in seen:
             continue
         seen.add(key)
         misses = 0
