@@ -51,8 +51,8 @@ def grpo_seconds_per_step(ckpt: Path, work: Path, which: str, a) -> dict:
     from r1lab.stages.base import StageContext
 
     p = G.Params(data=[{"task": "arithmetic", "n": 64, "difficulty": [1, 2]}],
-                 rewards={"math_accuracy": 1.0, "think_format": 0.2}, num_generations=a.G, prompts_per_step=a.prompts,
-                 max_steps=a.steps + 1, max_completion_length=a.max_new, lr=1e-5, save_steps=10_000)
+                 rewards={"math_accuracy": 1.0, "think_format": 0.2}, num_generations=a.G, per_device_train_batch_size=a.prompts * a.G,
+                 max_steps=a.steps + 1, max_completion_length=a.max_new, learning_rate=1e-5, save_steps=10_000)
     ctx = StageContext(name=which, kind="grpo", params=p, out_dir=work / which, output_dir=work, seed=0,
                        model_spec=str(ckpt))
     orig = G.load_model

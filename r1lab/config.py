@@ -30,7 +30,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from r1lab.params import StageParams, iter_data_specs
+from r1lab.params import StageParams, is_hub_id, iter_data_specs
 from r1lab.stages import StageKindError, get_stage_module
 
 
@@ -293,6 +293,9 @@ def _pyd_error(e: ValidationError, file, prefix: str, cls=None) -> ConfigError:
         inp = err.get("input")
         if t not in ("value_error", "assertion_error") and not isinstance(inp, (dict, list)):
             msg += f" (got {inp!r})"
+        head, sep, rest = msg.partition(": ")
+        if t == "value_error" and sep and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", head):
+            key, msg = f"{key}.{head}" if key else head, rest     # a model validator naming its key: "lr: ..."
     if len(errs) > 1:
         msg += f" (+{len(errs) - 1} more)"
     return ConfigError(file, key, msg)
@@ -318,9 +321,9 @@ def validate(raw: dict, file="<config>", base_dir: str | Path | None = None) -> 
         p = Path(cfg.model)
         if not p.is_absolute() and not p.exists() and (base_dir / p).exists():
             cfg.model = str(base_dir / p)
-        elif not (Path(cfg.model) / "config.json").exists():
-            raise ConfigError(file, "model", f"expected a preset ({', '.join(presets)}) or a path to an HF checkpoint "
-                              f"dir with config.json, got {cfg.model!r}")
+        elif not (Path(cfg.model) / "config.json").exists() and not is_hub_id(cfg.model):
+            raise ConfigError(file, "model", f"expected a preset ({', '.join(presets)}), a path to an HF checkpoint "
+                              f"dir with config.json, or a Hub id (org/name), got {cfg.model!r}")
     if isinstance(cfg.tokenizer, str):
         p = Path(cfg.tokenizer)
         if not p.exists() and (base_dir / p).exists():

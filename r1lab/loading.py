@@ -1,6 +1,6 @@
 """The one model loader and the one tokenizer loader of r1lab: every stage, rollout engine and eval goes through them.
 
-Models: a `deepseek_v3` checkpoint loads as base_model.DeepSeekForCausalLM (it keeps MTP, the latent-KV-cache generate
+Models: a local dir or a Hub id; a `deepseek_v3` checkpoint loads as base_model.DeepSeekForCausalLM (it keeps MTP, the latent-KV-cache generate
 and expert balancing); any other causal LM as AutoModelForCausalLM. dtype policy: float32 unless the caller asks
 (training keeps fp32 master weights; eval on a GPU asks for bf16 with `inference_dtype()`).
 
@@ -19,7 +19,7 @@ def load_tokenizer(path: str, chat_template: str | None = None, default_template
 
     from base_model.tokenizer import CHAT_TEMPLATE
 
-    tok = AutoTokenizer.from_pretrained(path)
+    tok = _from_pretrained(AutoTokenizer, path, "tokenizer")
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     if chat_template:
@@ -28,6 +28,20 @@ def load_tokenizer(path: str, chat_template: str | None = None, default_template
     elif default_template and not getattr(tok, "chat_template", None):
         tok.chat_template = CHAT_TEMPLATE
     return tok
+
+
+def _from_pretrained(cls, path: str, what: str, **kw):
+    """cls.from_pretrained, with one line (StageFailure) when a Hub id can't be reached: no network, or no such id."""
+    try:
+        return cls.from_pretrained(path, **kw)
+    except OSError as e:
+        if Path(path).exists():
+            raise
+        from r1lab.errors import StageFailure
+
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise StageFailure(f"{what} {path!r}: not a local dir, and the Hub could not serve it (offline? a typo?): "
+                           f"{first[:200]}") from None
 
 
 def inference_dtype(device: str):
@@ -44,9 +58,11 @@ def load_model(path: str, dtype=None, device: str | None = None, **kw):
     dtype = dtype or torch.float32
     cfg_file = Path(path) / "config.json"
     cfg = json.loads(cfg_file.read_text()) if cfg_file.exists() else {}
+    if isinstance(dtype, str) and dtype != "auto":
+        dtype = getattr(torch, dtype)
     if cfg.get("model_type") == "deepseek_v3":
         from base_model import DeepSeekForCausalLM as cls  # noqa: N813
     else:
         from transformers import AutoModelForCausalLM as cls  # noqa: N813
-    model = cls.from_pretrained(path, dtype=dtype, **kw)
+    model = _from_pretrained(cls, path, "model", dtype=dtype, **kw)
     return model.to(device) if device else model

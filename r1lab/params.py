@@ -3,9 +3,9 @@
     StageParams   the base: unknown keys are errors, numbers are finite, a bool is not a number, counts are bounded
     DataSpec      one data source (task / path / stage), and `DataBlock`: a weighted mixture of them + prompt shape
     RewardsBlock  `rewards:` reward spec -> weight (a name, a list, or a mapping), checked against the registry
-    TrainBlock    optimizer, schedule, checkpoints, trackers, precision, LoRA (what TRL's TrainingArguments take)
-    SFTBlock      TrainBlock + the SFT loop's epochs, batch, length, packing (sft and distill)
-The TRL configs are built from these blocks in one place, r1lab/train/args.py. Stage kinds add their own fields.
+    LoraParams    `lora:` (r, alpha, dropout, target_modules)
+A stage on a TRL trainer also takes every field of TRL's config by its TRL name (r1lab/trl_fields.py); its config is
+built in one place, r1lab/train/args.py. Stage kinds add their own fields.
 """
 from __future__ import annotations
 
@@ -148,13 +148,16 @@ class DataSpec(StageParams):
         if self.path:
             ctx = (info.context or {}) if info is not None else {}
             p = Path(self.path)
+            hub = False
             if not p.exists():
                 base = ctx.get("base_dir")
                 if base and not p.is_absolute() and (Path(base) / p).exists():
                     self.path = str(Path(base) / p)
+                elif is_hub_id(self.path):
+                    hub = True          # a Hub dataset id: datasets.load_dataset reads it at run time
                 elif ctx.get("check_paths", True):
-                    raise ValueError(f"data file not found: {self.path}")
-            if ctx.get("check_paths", True):
+                    raise ValueError(f"data file not found: {self.path} (nor a Hub dataset id like org/name)")
+            if ctx.get("check_paths", True) and not hub:
                 _check_data_file(Path(self.path))
         return self
 
@@ -174,6 +177,14 @@ def _check_data_file(p: Path, max_bytes: int = 256 << 20) -> None:
         raise ValueError(f"{p}: no rows")
 
 
+
+
+HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
+
+
+def is_hub_id(s: str) -> bool:
+    """`org/name` that is not a local path: a Hugging Face Hub model or dataset id."""
+    return bool(HUB_ID.fullmatch(s)) and not Path(s).exists()
 
 
 def iter_data_specs(obj, at: str = ""):
@@ -231,36 +242,3 @@ class RewardsBlock(StageParams):
     @classmethod
     def _weights(cls, v):
         return reward_weights(v)
-
-
-Scheduler = Literal["linear", "cosine", "constant", "constant_with_warmup", "cosine_with_min_lr"]
-
-
-class TrainBlock(StageParams):
-    lr: float = Field(1e-4, gt=0)
-    lr_scheduler: Scheduler = "linear"
-    warmup_steps: float = Field(0, ge=0, description="steps, or a ratio of all steps when < 1")
-    weight_decay: float = Field(0.0, ge=0)
-    max_grad_norm: float = Field(1.0, gt=0)
-    lora: LoraParams | None = None
-    save_steps: int = Field(50, ge=1)
-    logging_steps: int = Field(1, ge=1)
-    seed: int | None = None
-    bf16: bool | None = Field(None, description="default: on when a CUDA GPU supports it")
-    gradient_checkpointing: bool = False
-    report_to: list[str] = Field(default_factory=list, description="e.g. [tensorboard]")
-
-    @field_validator("report_to", mode="before")
-    @classmethod
-    def _listify(cls, v):
-        return [v] if isinstance(v, str) else v
-
-
-class SFTBlock(TrainBlock):
-    epochs: float = Field(1.0, gt=0)
-    max_steps: int | None = Field(None, ge=1, description="overrides epochs")
-    batch_size: int = Field(8, ge=1)
-    grad_accum: int = Field(1, ge=1)
-    max_length: int = Field(512, ge=8)
-    packing: bool = False
-    completion_only: bool = True

@@ -45,13 +45,13 @@ def test_cli_validate_reports_the_error_and_exit_code():
     r = subprocess.run([sys.executable, "-m", "r1lab.cli", "validate", str(path)], capture_output=True, text=True)
     assert r.returncode == 2
     err = r.stderr.strip()
-    assert len(err.splitlines()) == 1 and "stages.sft.lr" in err, err
+    assert len(err.splitlines()) == 1 and "stages.sft.learning_rate" in err, err
 
 
 def _good(tmp_path, tiny_model, **extra):
     cfg = {"name": "good", "seed": 3, "output_dir": str(tmp_path / "out"), "model": str(tiny_model),
-           "stages": [{"name": "cold", "kind": "sft", "lr": 1e-3, "data": ["task:arithmetic"]},
-                      {"name": "blend", "kind": "sft", "from": "cold", "lr": "${stages.cold.lr}",
+           "stages": [{"name": "cold", "kind": "sft", "learning_rate": 1e-3, "data": ["task:arithmetic"]},
+                      {"name": "blend", "kind": "sft", "from": "cold", "learning_rate": "${stages.cold.learning_rate}",
                        "data": [{"task": "chat", "n": 10}, {"path": "${stages.cold.out_dir}/x.jsonl"}]}]}
     cfg.update(extra)
     p = tmp_path / "good.yaml"
@@ -68,17 +68,17 @@ def test_good_config_overrides_and_references(tmp_path, tiny_model):
     p = _good(tmp_path, tiny_model)
     cfg = load_pipeline(p)
     assert [s.name for s in cfg.stage_list] == ["cold", "blend"]
-    assert cfg.stage("blend").params.lr == 1e-3                     # ${stages.cold.lr}, type kept (float)
+    assert cfg.stage("blend").params.learning_rate == 1e-3                     # ${stages.cold.learning_rate}, type kept (float)
     assert cfg.stage("blend").params.data[1].path == f"{tmp_path / 'out'}/cold/x.jsonl"
     assert cfg.stage("blend").depends_on() == ["cold"]
-    cfg2 = load_pipeline(p, ["stages.cold.lr=5e-5", "seed=7", "stages.blend.lora={r: 4}"])
-    assert cfg2.stage("cold").params.lr == 5e-5 and cfg2.seed == 7
-    assert cfg2.stage("blend").params.lr == 5e-5                    # the reference follows the override
+    cfg2 = load_pipeline(p, ["stages.cold.learning_rate=5e-5", "seed=7", "stages.blend.lora={r: 4}"])
+    assert cfg2.stage("cold").params.learning_rate == 5e-5 and cfg2.seed == 7
+    assert cfg2.stage("blend").params.learning_rate == 5e-5                    # the reference follows the override
     assert cfg2.stage("blend").params.lora.r == 4 and cfg2.stage("blend").params.lora.alpha == 16
-    with pytest.raises(ConfigError, match=r"--set stages.nope.lr.*no stage named 'nope'"):
-        load_pipeline(p, ["stages.nope.lr=1"])
-    with pytest.raises(ConfigError, match=r"stages.cold.lr: Input should be greater than 0"):
-        load_pipeline(p, ["stages.cold.lr=-1"])
+    with pytest.raises(ConfigError, match=r"--set stages.nope.learning_rate.*no stage named 'nope'"):
+        load_pipeline(p, ["stages.nope.learning_rate=1"])
+    with pytest.raises(ConfigError, match=r"stages.cold.learning_rate: Input should be greater than 0"):
+        load_pipeline(p, ["stages.cold.learning_rate=-1"])
 
 
 def test_interpolation_rules():

@@ -23,8 +23,8 @@ torch.set_num_threads(1)
 
 def test_distill_student_from_teacher_traces(tmp_path, nano_deepseek):
     (tmp_path / "r.py").write_text("def short(completions, **kw):\n    return [float(len(c) < 40) for c in completions]\n")
-    stages = [{"name": "distill", "kind": "distill", "student": "nano", "max_steps": 3, "batch_size": 4,
-               "max_length": 64, "save_steps": 3, "lr": 1e-2,
+    stages = [{"name": "distill", "kind": "distill", "student": "nano", "max_steps": 3, "per_device_train_batch_size": 4,
+               "max_length": 64, "save_steps": 3, "learning_rate": 1e-2,
                "traces": [{"task": "arithmetic", "n": 6, "difficulty": 1}],
                "generate": {"data": [{"task": "countdown", "n": 3}], "n": 3, "max_new_tokens": 6,
                             "rewards": [f"{tmp_path}/r.py:short"], "max_per_prompt": 2,
@@ -177,9 +177,9 @@ def test_kd_distill_pulls_student_to_teacher(tmp_path, nano_deepseek):
     1.45 after KD, 3.14 after SFT only). The teacher trains 40 steps: a 10-step nano teacher is near-uniform, as close
     to a random student as to anything, and the test would then measure nothing."""
     traces = [{"task": "arithmetic", "n": 16, "difficulty": 1}]
-    student = {"kind": "distill", "from": "teacher", "student": "nano", "max_steps": 8, "batch_size": 4,
-               "max_length": 64, "save_steps": 8, "lr": 1e-2, "seed": 1, "traces": traces}   # seed 1: unlike the teacher
-    stages = [{"name": "teacher", "kind": "sft", "max_steps": 40, "batch_size": 8, "max_length": 64, "lr": 1e-2,
+    student = {"kind": "distill", "from": "teacher", "student": "nano", "max_steps": 8, "per_device_train_batch_size": 4,
+               "max_length": 64, "save_steps": 8, "learning_rate": 1e-2, "seed": 1, "traces": traces}   # seed 1: unlike the teacher
+    stages = [{"name": "teacher", "kind": "sft", "max_steps": 40, "per_device_train_batch_size": 8, "max_length": 64, "learning_rate": 1e-2,
                "save_steps": 40, "data": [{"task": "countdown", "n": 80}]},
               {**student, "name": "kd", "kd_alpha": 0.5, "kd_temperature": 2.0},
               {**student, "name": "sft_only"}]

@@ -31,8 +31,8 @@ def test_user_reward_file_drives_grpo(tmp_path, nano_deepseek, monkeypatch):
     (tmp_path / "my_reward.py").write_text(USER_REWARD)
     log = tmp_path / "calls.jsonl"
     monkeypatch.setenv("MY_REWARD_LOG", str(log))
-    stage = {"name": "rl", "kind": "grpo", "max_steps": 2, "num_generations": 2, "prompts_per_step": 2,
-             "max_completion_length": 8, "lr": 1e-3, "save_steps": 2,
+    stage = {"name": "rl", "kind": "grpo", "max_steps": 2, "num_generations": 2, "per_device_train_batch_size": 4,
+             "max_completion_length": 8, "learning_rate": 1e-3, "save_steps": 2,
              "rewards": {f"{tmp_path}/my_reward.py:fn": 1.0, "think_format": 0.5},
              "data": [{"task": "arithmetic", "n": 8, "difficulty": 1}]}
     cfg_path = tmp_path / "p.yaml"

@@ -9,7 +9,7 @@ torch on the model's raw logits:
   A_i      = (r_i - mean_g r) / (std_g r + 1e-4)            (group-normalised; std unbiased, as TRL's nanstd)
   ρ_it     = exp(logπ_it - logπ_old_it)
   L_it     = -min(ρ_it A_i, clip(ρ_it, 1-ε, 1+ε_high) A_i) + β ρ_it (exp(ref-logπ) - (ref-logπ) - 1)
-           (the ρ on the KL is TRL's default use_bias_correction_kl; kl_ratio_correction: false drops it)
+           (the ρ on the KL is TRL's default use_bias_correction_kl; use_bias_correction_kl: false drops it)
   grpo     = mean_i [ Σ_t m_it L_it / Σ_t m_it ]              (sequence-level mean, DeepSeekMath)
   dr_grpo  = Σ_it m_it L_it / (B · max_completion_length)     (Dr.GRPO constant normaliser)
   dapo     = Σ_it m_it L_it / Σ_it m_it                       (token-level, DAPO; with ε_high > ε: clip-higher)
@@ -31,7 +31,7 @@ REWARDS = torch.tensor([1.0, 0.0, 0.0, 1.0, 1.0, 1.0, 0.0, 0.5])   # two groups 
 
 def _trainer(tmp_path, model_dir, g=G, **kw):
     p = Params(data=[{"task": "arithmetic", "n": 4, "difficulty": 1}], rewards={"think_format": 1.0},
-               num_generations=g, prompts_per_step=2, max_completion_length=MAXLEN, temperature=TEMP, **kw)
+               num_generations=g, per_device_train_batch_size=2 * g, max_completion_length=MAXLEN, temperature=TEMP, **kw)
     ctx = StageContext(name="rl", kind="grpo", params=p, out_dir=tmp_path / "rl", output_dir=tmp_path, seed=0,
                        model_spec=str(model_dir))
     trainer, _, _ = build_trainer(ctx, p, seed=0)
@@ -71,7 +71,7 @@ def _advantages(r):
                                                                   ("dr_grpo", 0.2, None, 0.0, True), ("dapo", 0.2, 0.28, 0.0, True)])
 def test_loss_matches_equations(tmp_path, nano_deepseek, loss_type, eps, eps_high, beta, kl_corr):
     tr = _trainer(tmp_path, nano_deepseek, loss_type=loss_type, epsilon=eps, epsilon_high=eps_high, beta=beta,
-                  kl_ratio_correction=kl_corr)
+                  use_bias_correction_kl=kl_corr)
     model = tr.model
     model.eval()
     pi, pm, ci, cm = _batch(model.config.vocab_size)

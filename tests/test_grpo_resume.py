@@ -42,7 +42,7 @@ CHILD = textwrap.dedent("""
 
 def _yaml(tmp_path, tiny_model, name):
     (tmp_path / "r.py").write_text(REWARD)
-    stage = {"name": "grpo", "kind": "grpo", "lr": 1e-2, "max_steps": 4, "num_generations": 4, "prompts_per_step": 2,
+    stage = {"name": "grpo", "kind": "grpo", "learning_rate": 1e-2, "max_steps": 4, "num_generations": 4, "per_device_train_batch_size": 8,
              "max_completion_length": 12, "save_steps": 2, "rewards": [f"{tmp_path}/r.py:spread"],
              "data": [{"task": "arithmetic", "n": 16, "difficulty": 1}]}
     p = tmp_path / f"{name}.yaml"

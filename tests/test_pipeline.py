@@ -45,10 +45,10 @@ def _writer_kind():
 def pipe(tmp_path, tiny_model):
     register_stage_kind("writer", _writer_kind())
     cfg = {"name": "t", "seed": 0, "output_dir": str(tmp_path / "out"), "model": str(tiny_model), "stages": [
-        {"name": "a", "kind": "sft", "lr": 1e-3, "max_steps": 3, "batch_size": 4, "save_steps": 2,
+        {"name": "a", "kind": "sft", "learning_rate": 1e-3, "max_steps": 3, "per_device_train_batch_size": 4, "save_steps": 2,
          "data": [{"task": "arithmetic", "n": 24, "difficulty": 1, "weight": 3}, {"task": "chat", "n": 8}]},
         {"name": "w", "kind": "writer", "rows": 6},
-        {"name": "b", "kind": "sft", "from": "a", "lr": 1e-3, "max_steps": 2, "batch_size": 4,
+        {"name": "b", "kind": "sft", "from": "a", "learning_rate": 1e-3, "max_steps": 2, "per_device_train_batch_size": 4,
          "data": ["stage:w", {"task": "linear", "n": 8}]},
     ]}
     p = tmp_path / "p.yaml"
@@ -92,16 +92,16 @@ def test_artifacts_rerun_noop_and_downstream_rerun(pipe, capsys):
     assert {s: _mtime(out / s / "done.json") for s in "awb"} == stamps
     assert [s.state for s in status(load_pipeline(pipe))] == ["done", "done", "done"]
 
-    # edit b's lr: only b reruns
-    cfg_b = load_pipeline(pipe, ["stages.b.lr=5e-4"])
+    # edit b's learning_rate: only b reruns
+    cfg_b = load_pipeline(pipe, ["stages.b.learning_rate=5e-4"])
     st = {s.name: s for s in status(cfg_b)}
-    assert st["a"].state == "done" and st["b"].state == "stale" and "lr" in st["b"].reason
+    assert st["a"].state == "done" and st["b"].state == "stale" and "learning_rate" in st["b"].reason
     res = run_pipeline(cfg_b)
     assert [r["action"] for r in res] == ["skipped", "skipped", "ran"]
     stamps = {s: _mtime(out / s / "done.json") for s in "awb"}
 
-    # edit a's lr: a reruns, b (downstream) reruns, w (independent of a) does not
-    cfg_a = load_pipeline(pipe, ["stages.a.lr=5e-4", "stages.b.lr=5e-4"])
+    # edit a's learning_rate: a reruns, b (downstream) reruns, w (independent of a) does not
+    cfg_a = load_pipeline(pipe, ["stages.a.learning_rate=5e-4", "stages.b.learning_rate=5e-4"])
     assert [s.state for s in status(cfg_a)] == ["stale", "done", "stale"]
     assert "input changed (a)" in status(cfg_a)[2].reason
     res = run_pipeline(cfg_a)
@@ -130,6 +130,6 @@ def test_cli_help_validate_status(pipe, capsys):
         assert word in h
     assert main(["validate", str(pipe)]) == 0
     assert "ok" in capsys.readouterr().out
-    assert main(["status", str(pipe), "--set", "stages.a.lr=0.1"]) == 0
+    assert main(["status", str(pipe), "--set", "stages.a.learning_rate=0.1"]) == 0
     assert "pending" in capsys.readouterr().out
     assert main(["tasks"]) == 0 and "countdown" in capsys.readouterr().out

@@ -38,12 +38,12 @@ def test_r1_smoke_runs_reruns_as_noop_and_reruns_after_an_edit(tmp_path, capsys)
     assert "Every stage is done" in said and said.count("done, skipped") == 2
 
     stamp = (out / "pretrain" / "done.json").stat().st_mtime_ns
-    assert main(["run", str(SMOKE), "--output-dir", str(out), "--set", "stages.cold_start.lr=5e-4"]) == 0
+    assert main(["run", str(SMOKE), "--output-dir", str(out), "--set", "stages.cold_start.learning_rate=5e-4"]) == 0
     said = capsys.readouterr().out
     assert "pretrain (pretrain): done, skipped" in said and "cold_start" in said
     assert (out / "pretrain" / "done.json").stat().st_mtime_ns == stamp
-    assert json.loads((out / "cold_start" / "done.json").read_text())["config"]["params"]["lr"] == 5e-4
-    cfg = load_pipeline(SMOKE, ["stages.cold_start.lr=5e-4"])
+    assert json.loads((out / "cold_start" / "done.json").read_text())["config"]["params"]["learning_rate"] == 5e-4
+    cfg = load_pipeline(SMOKE, ["stages.cold_start.learning_rate=5e-4"])
     cfg.output_dir = str(out)
     assert [s.state for s in status(cfg)] == ["done", "done"]
     print(f"r1_smoke first run: {first:.1f} s")

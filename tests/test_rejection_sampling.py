@@ -39,7 +39,7 @@ def test_keeps_only_samples_scoring_1_and_feeds_blended_sft(tmp_path, nano_deeps
         {"name": "rs", "kind": "rejection_sampling", "n": 4, "max_new_tokens": 6, "temperature": 1.0,
          "rewards": [f"{tmp_path}/r.py:parity"], "require_format": False, "no_language_mixing": False,
          "drop_truncated": False, "dedup": False, "data": [{"task": "arithmetic", "n": 6, "difficulty": [1, 2]}]},
-        {"name": "blend", "kind": "sft", "max_steps": 2, "batch_size": 4, "max_length": 64, "save_steps": 2,
+        {"name": "blend", "kind": "sft", "max_steps": 2, "per_device_train_batch_size": 4, "max_length": 64, "save_steps": 2,
          "data": [{"stage": "rs", "weight": 2}, {"task": "chat", "n": 4}]},
     ]
     cfg = tmp_path / "p.yaml"

@@ -45,7 +45,7 @@ def test_trl_rewards_work_in_grpo_and_rejection_sampling(tmp_path, nano_deepseek
     specs = {f"{tmp_path}/trl_rewards.py:length_parity": 1.0, f"{tmp_path}/trl_rewards.py:always_half": 1.0}
     data = [{"task": "arithmetic", "n": 4, "difficulty": 1}]
     stages = [
-        {"name": "grpo", "kind": "grpo", "max_steps": 2, "num_generations": 2, "prompts_per_step": 2,
+        {"name": "grpo", "kind": "grpo", "max_steps": 2, "num_generations": 2, "per_device_train_batch_size": 4,
          "max_completion_length": 8, "save_steps": 10, "rewards": specs, "data": data},
         {"name": "rs", "kind": "rejection_sampling", "from": "grpo", "n": 2, "max_new_tokens": 8, "threshold": 0.5,
          "rewards": specs, "require_format": False, "no_language_mixing": False, "drop_truncated": False,

@@ -48,7 +48,7 @@ def test_grpo_rejection_sampling_and_eval_all_generate_through_the_rollout_engin
     monkeypatch.setattr(rollout, "get_engine", fake_get_engine)
     data = [{"task": "arithmetic", "n": 4, "difficulty": 1}]
     stages = [
-        {"name": "grpo", "kind": "grpo", "max_steps": 2, "num_generations": 2, "prompts_per_step": 2,
+        {"name": "grpo", "kind": "grpo", "max_steps": 2, "num_generations": 2, "per_device_train_batch_size": 4,
          "max_completion_length": 24, "rewards": ["math_accuracy"], "save_steps": 10, "data": data},
         {"name": "rs", "kind": "rejection_sampling", "from": "grpo", "n": 3, "max_new_tokens": 24,
          "rewards": ["think_format"], "dedup": False, "no_language_mixing": False, "data": data},

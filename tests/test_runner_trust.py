@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _sft(name="a", **kw):
-    st = {"name": name, "kind": "sft", "lr": 1e-3, "max_steps": 2, "batch_size": 4, "save_steps": 1,
+    st = {"name": name, "kind": "sft", "learning_rate": 1e-3, "max_steps": 2, "per_device_train_batch_size": 4, "save_steps": 1,
           "data": [{"task": "arithmetic", "n": 16, "difficulty": 1}]}
     st.update(kw)
     return st
@@ -49,11 +49,11 @@ def _one_line_error(capsys) -> str:
 # ----------------------------------------------------------------------------- 1. divergence
 
 @pytest.mark.parametrize("override, frag", [
-    ("stages.a.lr=.inf", "finite"),
-    ("stages.a.lr=.nan", "finite"),
+    ("stages.a.learning_rate=.inf", "finite"),
+    ("stages.a.learning_rate=.nan", "finite"),
     ("stages.a.max_steps=true", "expected a number"),
-    ("stages.a.batch_size=1.0e+12", "at most"),
-    ("stages.a.batch_size=1000000000000", "at most"),
+    ("stages.a.per_device_train_batch_size=1.0e+12", "at most"),
+    ("stages.a.per_device_train_batch_size=1000000000000", "at most"),
     ("seed=.inf", "seed"),
 ])
 def test_validation_rejects_non_finite_and_absurd_numbers(tmp_path, tiny_model, override, frag):
@@ -65,7 +65,7 @@ def test_validation_rejects_non_finite_and_absurd_numbers(tmp_path, tiny_model, 
 
 
 def test_nan_training_fails_the_stage_and_keeps_the_last_finite_checkpoint(tmp_path, tiny_model, capsys):
-    p = _write(tmp_path, tiny_model, [_sft(lr=1000.0, max_steps=12, save_steps=1, lr_scheduler="constant")])
+    p = _write(tmp_path, tiny_model, [_sft(learning_rate=1000.0, max_steps=12, save_steps=1, lr_scheduler_type="constant")])
     rc = main(["run", str(p)])
     err = _one_line_error(capsys)
     assert rc != 0
@@ -316,7 +316,7 @@ def test_pretrain_rerun_survives_a_torn_metrics_line_and_a_damaged_checkpoint(tm
 # ----------------------------------------------------------------------------- 6. no extra step
 
 def test_killed_between_model_save_and_done_json_trains_no_extra_step(tmp_path, tiny_model):
-    p = _write(tmp_path, tiny_model, [_sft(max_steps=3, save_steps=1, batch_size=2)])   # 16 rows / 2: 8 steps an epoch
+    p = _write(tmp_path, tiny_model, [_sft(max_steps=3, save_steps=1, per_device_train_batch_size=2)])   # 16 rows / 2: 8 steps an epoch
     assert main(["run", str(p)]) == 0
     d = tmp_path / "out" / "a"
     ref_done = json.loads((d / "done.json").read_text())
@@ -414,7 +414,7 @@ def test_from_a_stage_without_a_model(tmp_path, tiny_model, capsys):
 
 def test_code_tests_reward_on_data_without_tests(tmp_path, tiny_model, capsys):
     g = {"name": "g", "kind": "grpo", "rewards": ["code_tests"], "max_steps": 1, "num_generations": 2,
-         "prompts_per_step": 2, "data": [{"task": "arithmetic", "n": 4}]}
+         "per_device_train_batch_size": 4, "data": [{"task": "arithmetic", "n": 4}]}
     p = _write(tmp_path, tiny_model, [g])
     _validate_fails(capsys, p, "stages.g.rewards.code_tests", "`tests` column")
 
@@ -447,7 +447,7 @@ def test_error_text_with_rich_markup_is_printed_verbatim(tmp_path, tiny_model, c
 
 def test_grpo_killed_between_model_save_and_done_json_trains_no_extra_step(tmp_path, tiny_model):
     g = {"name": "g", "kind": "grpo", "rewards": ["math_accuracy"], "max_steps": 2, "save_steps": 1,
-         "num_generations": 2, "prompts_per_step": 2, "max_completion_length": 8, "lr": 1e-4,
+         "num_generations": 2, "per_device_train_batch_size": 4, "max_completion_length": 8, "learning_rate": 1e-4,
          "data": [{"task": "arithmetic", "n": 8, "difficulty": 1}]}
     p = _write(tmp_path, tiny_model, [g])
     assert main(["run", str(p)]) == 0

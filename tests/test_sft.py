@@ -49,7 +49,7 @@ CHILD = textwrap.dedent("""
 
 
 def _yaml(tmp_path, tiny_model, name, **sft):
-    stage = {"name": "sft", "kind": "sft", "lr": 2e-3, "max_steps": 10, "batch_size": 4, "save_steps": 3,
+    stage = {"name": "sft", "kind": "sft", "learning_rate": 2e-3, "max_steps": 10, "per_device_train_batch_size": 4, "save_steps": 3,
              "logging_steps": 1, "data": [{"task": "arithmetic", "n": 40, "difficulty": [1, 2]}], **sft}
     p = tmp_path / f"{name}.yaml"
     p.write_text(yaml.safe_dump({"name": name, "seed": 0, "output_dir": str(tmp_path / name),

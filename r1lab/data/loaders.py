@@ -13,6 +13,19 @@ from pathlib import Path
 
 from r1lab.errors import DataError
 from r1lab.io import read_jsonl
+from r1lab.params import is_hub_id
+
+
+def load_hub(name: str, split: str):
+    """A Hub dataset by id (`datasets.load_dataset`): from the local cache, or downloaded where a network is."""
+    import datasets
+
+    try:
+        return datasets.load_dataset(name, split=split)
+    except Exception as e:  # noqa: BLE001  (offline, unknown id, no such split: one line)
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise DataError(f"{name}: not a local file, and the Hub dataset could not be loaded (offline? no such id or "
+                        f"split {split!r}?): {first[:200]}") from None
 
 
 def load_path(path: str | Path, split: str | None = None):
@@ -72,7 +85,7 @@ def load_spec(spec, output_dir: str | Path = ".", seed: int = 0, base_dir: str |
         if not p.is_absolute() and base_dir is not None and not p.exists():
             p = Path(base_dir) / p
         try:
-            ds = load_path(p, split=spec.split)
+            ds = load_hub(spec.path, spec.split) if not p.exists() and is_hub_id(spec.path) else load_path(p, split=spec.split)
         except DataError:
             raise
         except Exception as e:  # noqa: BLE001  (parquet / datasets dirs / json: name the file, in one line)

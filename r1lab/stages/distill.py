@@ -37,10 +37,11 @@ from pydantic import Field, model_validator
 
 from r1lab.io import atomic_dir, read_jsonl
 from r1lab.loading import load_model, load_tokenizer
-from r1lab.params import DataSpec, RewardSpec, SFTBlock
+from r1lab.params import DataSpec, RewardSpec
 from r1lab.stages.base import StageContext
 from r1lab.train.sampling import RejectionParams, rejection_sample
-from r1lab.train.sft import train_sft
+from r1lab.train.sft import SFT_DEFAULTS, train_sft
+from r1lab.trl_fields import TRLParams
 
 
 class GenerateParams(RejectionParams):
@@ -49,7 +50,11 @@ class GenerateParams(RejectionParams):
     max_per_prompt: int | None = Field(1, ge=1)
 
 
-class Params(SFTBlock):
+class Params(TRLParams):   # r1lab's distillation keys; the student's SFT takes any trl.SFTConfig field
+    model_config = TRLParams.model_config   # TRL's fields are extra keys, checked by TRLParams
+    TRL_CONFIG = "SFTConfig"
+    TRL_DEFAULTS = {**SFT_DEFAULTS, "learning_rate": 1e-3}
+
     student: str = Field("student", description="a base_model preset (random init), `stage:NAME` (an earlier stage's "
                          "model, e.g. a pretrained student), or a path to an HF causal LM sharing the tokenizer")
     student_overrides: dict[str, Any] = Field(default_factory=dict, description="config fields changed on the preset, "
@@ -61,7 +66,6 @@ class Params(SFTBlock):
     kd_temperature: float = Field(1.0, gt=0, description="softmax temperature T of both models in the KD term")
     kd_divergence: Literal["forward", "reverse", "jsd"] = Field(
         "forward", description="forward KL(teacher‖student), reverse KL(student‖teacher), or generalized JSD (β=0.5)")
-    lr: float = Field(1e-3, gt=0)   # the student's SFT (every other SFTBlock field as in the sft stage)
 
     @model_validator(mode="after")
     def _check(self):

@@ -4,7 +4,7 @@ For each prompt the policy samples a group of `num_generations` completions; eve
 named rewards (weighted sum), and its advantage is its reward relative to the group, A_i = (r_i - mean(r)) / std(r)
 (`scale_rewards: none` drops the division, as Dr.GRPO recommends). The loss is PPO's clipped surrogate on the
 token ratio ρ = π/π_old, clipped to [1-ε, 1+ε_high] (ε_high > ε is DAPO's clip-higher), plus β·KL to the start model
-(k3 estimator exp(ref-logπ) - (ref-logπ) - 1, times ρ unless `kl_ratio_correction: false`),
+(k3 estimator exp(ref-logπ) - (ref-logπ) - 1, times ρ unless `use_bias_correction_kl: false`),
 aggregated per `loss_type`:
   grpo     mean over sequences of (mean over that sequence's tokens)        — DeepSeekMath's form
   dr_grpo  sum over all tokens / (sequences × max_completion_length)        — Dr.GRPO's constant normaliser
@@ -33,43 +33,34 @@ from pydantic import Field, field_validator, model_validator
 
 from r1lab.errors import DataError
 from r1lab.loading import load_model, load_tokenizer
-from r1lab.params import DataBlock, DataSpec, RewardsBlock, TrainBlock
+from r1lab.params import DataBlock, DataSpec, RewardsBlock
 from r1lab.report import plot_r1_zero
 from r1lab.stages.base import StageContext
 from r1lab.train.args import grpo_config, peft_config
 from r1lab.train.fit import prepare, quiet, train_and_save
 from r1lab.train.grpo import accuracy_name, reference_loader, reward_funcs, rollout_func, trainer_class
 from r1lab.train.sampling import chat_prompt_ids
+from r1lab.trl_fields import TRLParams
 
 
-class Params(TrainBlock, RewardsBlock, DataBlock):   # fields in YAML order: data, rewards, training, GRPO
+# r1lab's defaults where they differ from trl.GRPOConfig's (a small model, a short run); the rest are TRL's
+GRPO_DEFAULTS = {"learning_rate": 1e-6, "lr_scheduler_type": "constant", "max_steps": 100, "num_generations": 8,
+                 "per_device_train_batch_size": 32, "max_completion_length": 128, "save_steps": 50, "logging_steps": 1,
+                 "loss_type": "dapo", "beta": 0.0, "epsilon": 0.2, "epsilon_high": None, "scale_rewards": "group",
+                 "temperature": 1.0, "top_p": 1.0, "use_bias_correction_kl": True}
+
+
+class Params(TRLParams, RewardsBlock, DataBlock):   # data, rewards, then r1lab's keys; any trl.GRPOConfig field
+    model_config = TRLParams.model_config   # TRL's fields are extra keys, checked by TRLParams
+    TRL_CONFIG = "GRPOConfig"
+    TRL_DEFAULTS = GRPO_DEFAULTS
+
     accuracy_reward: str | None = Field(None, description="the reward plotted as accuracy (default: the first "
                                         "whose name has 'accuracy' or 'tests', else the first)")
-    num_generations: int = Field(8, ge=2, description="group size G")
-    prompts_per_step: int = Field(4, ge=1, description="prompts per optimizer step (batch = prompts × G)")
-    num_iterations: int = Field(1, ge=1, description="optimisation passes per generation batch (μ)")
-    max_steps: int = Field(100, ge=1)
-    lr: float = Field(1e-6, gt=0)
-    lr_scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup"] = "constant"
-    beta: float = Field(0.0, ge=0, description="KL coefficient (TRL default 0; R1 used a small one)")
-    kl_ratio_correction: bool = Field(True, description="multiply the per-token KL by the ratio π/π_old (TRL's "
-                                      "use_bias_correction_kl, DeepSeek-V3.2's unbiased KL); false = the GRPO paper's k3")
-    loss_type: Literal["grpo", "dr_grpo", "dapo", "bnpo"] = "dapo"
-    epsilon: float = Field(0.2, gt=0, lt=1)
-    epsilon_high: float | None = Field(None, gt=0, description="upper clip (clip-higher); default = epsilon")
-    scale_rewards: Literal["group", "batch", "none"] = "group"
-    dynamic_sampling: bool = False
-    mask_truncated_completions: bool = False
+    dynamic_sampling: bool = Field(False, description="mask out the groups whose rewards are all equal (DAPO)")
     max_prompt_length: int | None = Field(256, ge=1, description="prompts longer than this (tokens) are dropped")
-    max_completion_length: int = Field(128, ge=1)
-    temperature: float = Field(1.0, gt=0)
-    top_p: float = Field(1.0, gt=0, le=1)
     engine: Literal["native", "vllm", "hf", "auto"] | None = Field(None, description="rollout engine (default: the "
                                                                   "pipeline's `rollout:`)")
-    use_vllm: bool = Field(False, description="the same as `engine: vllm`")
-    vllm_mode: Literal["colocate", "server"] = "colocate"
-    vllm_gpu_memory_utilization: float = Field(0.3, gt=0, le=1)
-    log_completions: bool = False
     min_isolation: Literal["rlimits", "partial", "namespaces"] | None = Field(
         None, description="refuse to run unless the code sandbox reaches this isolation here (rewards/README.md)")
 
@@ -162,13 +153,14 @@ def build_trainer(ctx: StageContext, p: Params, seed: int, callbacks=()):
 
     tok = load_tokenizer(ctx.tokenizer_path or ctx.model_path, p.chat_template)
     train = build_dataset(ctx, p, tok)
-    model = load_model(ctx.model_path)
+    model = load_model(ctx.model_path, **p.model_kwargs())
     prepare(model, tok)
     funcs, weights, names = reward_funcs(p)
     args = grpo_config(ctx.checkpoint_dir, p, seed)
     args.reward_weights = weights
-    engine = ctx.engine_name("vllm" if p.use_vllm else p.engine)
-    engine_kwargs = {"gpu_memory_utilization": p.vllm_gpu_memory_utilization} if engine == "vllm" else None
+    engine = ctx.engine_name("vllm" if getattr(p, "use_vllm", False) else p.engine)
+    engine_kwargs = {"gpu_memory_utilization": p.vllm_gpu_memory_utilization} if engine == "vllm" and hasattr(
+        p, "vllm_gpu_memory_utilization") else None
     with reference_loader(load_model), warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*rollout_func.*experimental")
         trainer = trainer_class(p.dynamic_sampling)(

@@ -5,13 +5,16 @@ local files); the training itself is r1lab/train/sft.py (completion-only loss, p
 """
 from __future__ import annotations
 
-from r1lab.params import DataBlock, SFTBlock
+from r1lab.params import DataBlock
 from r1lab.stages.base import StageContext
-from r1lab.train.sft import train_sft
+from r1lab.train.sft import SFT_DEFAULTS, train_sft
+from r1lab.trl_fields import TRLParams
 
 
-class Params(SFTBlock, DataBlock):   # fields in YAML order: data first
-    pass
+class Params(TRLParams, DataBlock):   # data first; then any trl.SFTConfig field by its TRL name
+    model_config = TRLParams.model_config   # TRL's fields are extra keys, checked by TRLParams
+    TRL_CONFIG = "SFTConfig"
+    TRL_DEFAULTS = SFT_DEFAULTS
 
 
 def run(ctx: StageContext) -> dict:

@@ -10,6 +10,11 @@ after a kill starts from the newest complete one (r1lab/train/fit.py).
 from __future__ import annotations
 
 from r1lab.errors import DataError
+
+# r1lab's defaults where they differ from trl.SFTConfig's: a small model, a short run, a checkpoint every 50 steps
+SFT_DEFAULTS = {"learning_rate": 1e-4, "num_train_epochs": 1.0, "max_length": 512, "save_steps": 50, "logging_steps": 1,
+                "completion_only_loss": True,
+                "loss_type": "nll"}   # the plain loss on every TRL we admit (older ones: chunked_nll, no logits for KD)
 from r1lab.loading import load_model, load_tokenizer
 from r1lab.train.args import peft_config, sft_config
 from r1lab.train.fit import prepare, quiet, train_and_save
@@ -38,14 +43,14 @@ def to_prompt_completion(row: dict, system_prompt: str | None = None) -> dict:
 
 def train_sft(ctx, p, rows, model_path: str, tokenizer_path: str, system_prompt: str | None = None,
               chat_template: str | None = None, wrap=None) -> dict:
-    """Fine-tune the model at `model_path` on `rows` with the SFTBlock `p`; saves ctx.model_dir and returns metrics.
+    """Fine-tune the model at `model_path` on `rows` with the TRL fields of `p`; saves ctx.model_dir, returns metrics.
     `wrap(trainer_class) -> trainer_class` lets a caller change the loss (the distill stage adds token-level KD)."""
     import datasets
 
     seed = ctx.seed if p.seed is None else p.seed
     tok = load_tokenizer(tokenizer_path, chat_template)
     train = datasets.Dataset.from_list([to_prompt_completion(r, system_prompt) for r in rows])
-    model = load_model(model_path)
+    model = load_model(model_path, **p.model_kwargs())
     prepare(model, tok)
     cls = trainer_class(model)
     if wrap is not None:
