@@ -35,6 +35,9 @@ POSITIVE = {"learning_rate", "max_grad_norm", "temperature", "per_device_train_b
             "gradient_accumulation_steps", "max_completion_length", "max_length", "save_steps", "logging_steps",
             "num_train_epochs", "epsilon", "steps_per_generation", "num_iterations"}
 MODEL_FIELDS = ("dtype", "torch_dtype", "attn_implementation", "trust_remote_code", "model_revision")
+# trl.ModelConfig's LoRA fields -> r1lab's `lora:` block (open-r1 recipes write these)
+PEFT_FIELDS = {"use_peft": None, "lora_r": "r", "lora_alpha": "alpha", "lora_dropout": "dropout",
+               "lora_target_modules": "target_modules"}
 PIPELINE_OWNED = {"output_dir": "the pipeline puts every stage under OUTPUT_DIR/STAGE",
                   "resume_from_checkpoint": "the pipeline resumes a killed stage itself",
                   "reward_funcs": "use `rewards:` (spec -> weight)", "reward_weights": "use `rewards:` (spec -> weight)"}
@@ -72,13 +75,16 @@ class TRLParams(StageParams):
         from pydantic import TypeAdapter, ValidationError
 
         given = dict(self.__pydantic_extra__ or {})
+        peft = {k: given.pop(k) for k in list(given) if k in PEFT_FIELDS}
+        if peft.pop("use_peft", bool(peft)) and self.lora is None:
+            self.lora = LoraParams(**{PEFT_FIELDS[k]: v for k, v in peft.items() if v is not None})
         for key in given:
             if key in RENAMED:
                 raise ValueError(f"{key}: r1lab's old name; TRL's is {RENAMED[key]}")
             if key in PIPELINE_OWNED:
                 raise ValueError(f"{key}: not a stage key: {PIPELINE_OWNED[key]}")
         types = trl_field_types(self.TRL_CONFIG)
-        known = set(types) | set(MODEL_FIELDS) | set(type(self).model_fields)
+        known = set(types) | set(MODEL_FIELDS) | set(PEFT_FIELDS) | set(type(self).model_fields)
         for key, value in given.items():
             if key not in types and key not in MODEL_FIELDS:
                 close = difflib.get_close_matches(key, sorted(known), n=3)

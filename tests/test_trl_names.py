@@ -108,3 +108,13 @@ def test_old_names_and_bad_trl_fields_fail_in_one_line(tmp_path, tiny_tok, key, 
         load_pipeline(_write(tmp_path, model, [stage]))
     msg = str(ei.value)
     assert "\n" not in msg and f": {where}: " in msg and frag in msg, msg
+
+
+def test_trl_model_config_lora_fields_and_unsupported_sampling(tmp_path, tiny_tok):
+    model = _qwen2(tmp_path / "qwen2", tiny_tok)
+    base = {"name": "grpo", "kind": "grpo", "rewards": ["math_accuracy"], "data": [{"task": "arithmetic", "n": 8}]}
+    p = load_pipeline(_write(tmp_path, model, [{**base, "use_peft": True, "lora_r": 4, "lora_alpha": 8,
+                                                "lora_target_modules": ["q_proj", "v_proj"]}])).stage("grpo").params
+    assert (p.lora.r, p.lora.alpha, p.lora.target_modules) == (4, 8, ["q_proj", "v_proj"])
+    with pytest.raises(ConfigError, match=r"stages.grpo.min_p: r1lab's rollout engines sample with"):
+        load_pipeline(_write(tmp_path, model, [{**base, "min_p": 0.1}]))

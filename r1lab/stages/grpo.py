@@ -77,6 +77,16 @@ class Params(TRLParams, RewardsBlock, DataBlock):   # data, rewards, then r1lab'
         return v
 
     @model_validator(mode="after")
+    def _sampling_the_engines_do(self):
+        """The rollout engines sample with temperature, top_p and top_k; refuse TRL's other sampling knobs rather than
+        ignore them."""
+        for key, off in (("min_p", None), ("repetition_penalty", 1.0), ("generation_kwargs", None)):
+            if getattr(self, key, off) not in (off, {}):
+                raise ValueError(f"{key}: r1lab's rollout engines sample with temperature, top_p and top_k only; "
+                                 f"unset {key}")
+        return self
+
+    @model_validator(mode="after")
     def _check(self):
         if not self.rewards:
             raise ValueError("rewards: name at least one reward")
