@@ -173,3 +173,16 @@ def _true_lengths(tr, out):
     """Completion lengths TRL scored (up to and including the first EOS), from the padded ids."""
     eos = tr.eos_token_ids
     return [next((i + 1 for i, t in enumerate(ids) if t in eos), len(ids)) for ids in out["completion_ids"].tolist()]
+
+
+def test_the_trl_hooks_we_rely_on_are_still_there():
+    """r1lab/train/grpo.py hooks TRL where it has no public extension point: pin those names and signatures, so a TRL
+    upgrade that moves them fails here, in one place, rather than silently dropping dynamic sampling or our loader."""
+    import inspect
+
+    import trl.trainer.grpo_trainer as G
+
+    assert list(inspect.signature(G.GRPOTrainer._calculate_rewards).parameters)[:2] == ["self", "inputs"]
+    assert list(inspect.signature(G.GRPOTrainer._generate_and_score_completions).parameters) == ["self", "inputs"]
+    assert "rollout_func" in inspect.signature(G.GRPOTrainer.__init__).parameters      # the public one we use
+    assert callable(G.create_model_from_path)
