@@ -55,7 +55,7 @@ def train_sft(ctx, p, rows, model_path: str, tokenizer_path: str, system_prompt:
     cls = trainer_class(model)
     if wrap is not None:
         cls = wrap(cls)
-    trainer = quiet(cls(model=model, args=sft_config(ctx.checkpoint_dir, p, seed), train_dataset=train,
+    trainer = quiet(cls(model=model, args=sft_config(ctx.checkpoint_dir, p, seed, ctx), train_dataset=train,
                         processing_class=tok, peft_config=peft_config(p.lora), callbacks=[ctx.trainer_callback()]))
     out, info = train_and_save(ctx, trainer, tok, lora=bool(p.lora))
     logged = [h for h in trainer.state.log_history if "loss" in h]
