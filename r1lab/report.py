@@ -104,7 +104,7 @@ def _save(fig, path: Path) -> Path:
 def _cell(text, width: int) -> str:
     if isinstance(text, list):          # a conversation: its last message
         text = text[-1].get("content", "") if text and isinstance(text[-1], dict) else " ".join(map(str, text))
-    t = " ".join(str(text).split()).replace("|", "\\|")
+    t = "".join(ch if ch.isprintable() else "\ufffd" for ch in " ".join(str(text).split())).replace("|", "\\|")
     return t if len(t) <= width else t[:width - 1] + "…"
 
 
@@ -134,7 +134,8 @@ def stage_report(s, ctx, metrics: dict, plots: list[Path], seconds: float) -> st
     if s.from_:
         lines.append(f"Starts from stage `{s.from_}`.")
     lines += [f"Ran {seconds:.1f} s{' (resumed from a checkpoint)' if ctx.resumed else ''}.", ""]
-    lines += ctx._report + [""] if ctx._report else []
+    for paragraph in ctx._report:
+        lines += [paragraph, ""]
     lines += ["## Final metrics", "", "| metric | value |", "|---|---|"]
     lines += [f"| {k} | {fmt(v)} |" for k, v in metrics.items() if not isinstance(v, (dict, list))]
     if plots:
@@ -236,10 +237,13 @@ def plot_run(cfg, out: Path) -> Path | None:
             line = ax.errorbar([p[0] for p in pts], [p[1] for p in pts], yerr=[p[2] for p in pts], marker="o",
                                capsize=3, label=bench)
             for x, y, _, model in pts:
+                if model in end:      # a stage's model: the stage's name is over its span already
+                    continue
                 ax.annotate(model, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7,
                             color=line[0].get_color())
         ax.set_ylabel("held-out pass@1 (%)")
-        ax.set_ylim(bottom=0)
+        top_y = max(p[1] + p[2] for pts in held.values() for p in pts)
+        ax.set_ylim(0, min(100.0, max(5.0, 1.25 * top_y)))
         ax.set_title(f"{cfg.name}: held-out score after each stage")
         ax.legend(fontsize=8, loc="best")
     if rl:
@@ -260,9 +264,16 @@ def plot_run(cfg, out: Path) -> Path | None:
         for name, kind, a, b in spans:
             ax.axvline(a, color="0.6", linestyle=":", linewidth=0.8)
     top = axes[panels[0]]
+    at: dict[int, list[str]] = {}
     for name, kind, a, b in spans:
-        top.text(a, 1.0, f" {name}", transform=top.get_xaxis_transform(), fontsize=7, color="0.35", rotation=90,
-                 va="top", ha="left")
+        if b > a:        # a training stage: its name over its span
+            top.text((a + b) / 2, 0.97, name, transform=top.get_xaxis_transform(), fontsize=8, color="0.3",
+                     ha="center", va="top")
+        else:            # sampling / eval stages take no steps: their names where they ran
+            at.setdefault(a, []).append(name)
+    for x, names in at.items():
+        top.text(x, 0.88, " " + ", ".join(names), transform=top.get_xaxis_transform(), fontsize=7, color="0.45",
+                 ha="left", va="top", style="italic")
     fig.tight_layout()
     path = out / "plots" / "run.png"
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -169,7 +169,7 @@ def test_a_pipeline_logs_every_stage_to_tensorboard_and_draws_the_run(tmp_path, 
     comp = [json.loads(x) for x in (out / "grpo" / "completions.jsonl").read_text().splitlines()]
     assert [r["step"] for r in comp] == [1, 1, 2, 2]
     assert set(comp[0]) == {"step", "prompt", "completion", "reward", "rewards", "advantage"}
-    assert set(comp[0]["rewards"]) == {"math_accuracy", "think_format"} and "What is" in comp[0]["prompt"]
+    assert set(comp[0]["rewards"]) == {"math_accuracy", "think_format"} and "+" in comp[0]["prompt"] and comp[0]["completion"]
     report = (out / "grpo" / "report.md").read_text()
     assert "| prompt | completion | reward | rewards |" in report
     assert "| prompt | completion | reward | rewards |" in (out / "rs" / "report.md").read_text()
