@@ -124,10 +124,11 @@ def test_benchmarks_sharing_a_file_stem_stay_distinct(tmp_path):
 
 
 def test_a_pipeline_logs_every_stage_to_tensorboard_and_draws_the_run(tmp_path, tiny_tok):
-    pytest.importorskip("tensorboard")
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    import importlib.util
 
     from r1lab.pipeline import run_pipeline
+
+    has_tb = importlib.util.find_spec("tensorboard") is not None    # in the dev extra; the rest runs without it
 
     for sub in ("a", "b"):
         (tmp_path / sub).mkdir()
@@ -149,21 +150,28 @@ def test_a_pipeline_logs_every_stage_to_tensorboard_and_draws_the_run(tmp_path, 
     ]
     p = tmp_path / "p.yaml"
     p.write_text(yaml.safe_dump({"name": "trk", "seed": 0, "output_dir": str(tmp_path / "out"), "model": "nano",
-                                 "tokenizer": str(tiny_tok), "rollout": "native", "report_to": "tensorboard",
+                                 "tokenizer": str(tiny_tok), "rollout": "native",
+                                 "report_to": "tensorboard" if has_tb else "none",
                                  "stages": stages}))
     run_pipeline(load_pipeline(p))
     out = tmp_path / "out"
     tags = {}
-    for s in stages:
+    for s in stages if has_tb else ():
         tb = out / s["name"] / "tb"
         events = list(tb.rglob("events.out.tfevents.*"))
         assert events and all(e.parent == tb for e in events), (s["name"], events)   # one event dir per stage
+        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
         acc = EventAccumulator(str(tb))
         acc.Reload()
         tags[s["name"]] = set(acc.Tags()["scalars"])
-    assert any("loss" in t for t in tags["pt"]) and any("loss" in t for t in tags["sft"])
-    assert any(t.endswith("reward") for t in tags["grpo"]) and any(t.endswith("kl") for t in tags["grpo"])
-    assert "final/kept" in tags["rs"] and any(t.startswith("final/grpo/a-test/") for t in tags["eval"])
+    if has_tb:
+        assert set(tags) == {s["name"] for s in stages}
+        assert any("loss" in t for t in tags["pt"]) and any("loss" in t for t in tags["sft"])
+        assert any(t.endswith("reward") for t in tags["grpo"]) and any(t.endswith("kl") for t in tags["grpo"])
+        assert "final/kept" in tags["rs"] and any(t.startswith("final/grpo/a-test/") for t in tags["eval"])
+
+    else:
+        assert not list(out.glob("*/tb"))                           # report_to: none writes no events
 
     # GRPO: completions.jsonl, one group per step, and a table in its report
     comp = [json.loads(x) for x in (out / "grpo" / "completions.jsonl").read_text().splitlines()]
