@@ -11,7 +11,7 @@ import torch
 import yaml
 
 from grpo_helpers import nano_deepseek  # noqa: F401  (fixtures)
-from pipeline_helpers import tiny_tok  # noqa: F401
+from pipeline_helpers import tiny_model, tiny_tok  # noqa: F401
 from r1lab.config import ConfigError, load_pipeline, validate
 
 torch.set_num_threads(1)
@@ -192,3 +192,20 @@ def test_a_pipeline_logs_every_stage_to_tensorboard_and_draws_the_run(tmp_path, 
     # the figure across stages, referenced from the run's report
     assert (out / "plots" / "run.png").stat().st_size > 10_000
     assert "![run](plots/run.png)" in (out / "report.md").read_text()
+
+
+def test_sft_eval_fraction_holds_out_rows_and_logs_eval_loss(tmp_path, tiny_model):
+    from r1lab.pipeline import run_pipeline
+
+    stage = {"name": "sft", "kind": "sft", "max_steps": 2, "per_device_train_batch_size": 4, "save_steps": 1,
+             "eval_fraction": 0.25, "data": [{"task": "arithmetic", "n": 16, "difficulty": 1}]}
+    p = tmp_path / "p.yaml"
+    p.write_text(yaml.safe_dump({"name": "ev", "output_dir": str(tmp_path / "out"), "model": str(tiny_model),
+                                 "stages": [stage]}))
+    res = run_pipeline(load_pipeline(p))[0]["metrics"]
+    assert res["rows"] == 12 and res["eval_rows"] == 4 and res["final_eval_loss"] > 0
+    rows = [json.loads(x) for x in (tmp_path / "out" / "sft" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if "eval_loss" in r] == [1, 2]
+    with pytest.raises(ConfigError, match="eval_fraction"):
+        bad = dict(stage, eval_fraction=1.5)
+        validate({"name": "ev", "model": str(tiny_model), "stages": [bad]}, file="p.yaml")

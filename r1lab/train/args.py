@@ -14,9 +14,14 @@ def _trackers(ctx, p) -> dict:
     return trl_args(ctx, p)
 
 
-def sft_config(out_dir, p, seed: int, ctx=None):
-    """trl.SFTConfig of an sft (or distill) stage."""
-    return build_trl_config(p, out_dir, seed, **_trackers(ctx, p))
+def sft_config(out_dir, p, seed: int, ctx=None, evaluate: bool = False):
+    """trl.SFTConfig of an sft (or distill) stage. `evaluate` (a held-out split, sft's `eval_fraction`): TRL's
+    eval_strategy "steps" every `eval_steps`, default every `save_steps`, unless the stage sets its own."""
+    own = p.__pydantic_extra__ or {}
+    ev = {}
+    if evaluate and own.get("eval_strategy", "no") == "no":
+        ev = {"eval_strategy": "steps", "eval_steps": own.get("eval_steps") or p.save_steps}
+    return build_trl_config(p, out_dir, seed, **ev, **_trackers(ctx, p))
 
 
 def grpo_config(out_dir, p, seed: int, ctx=None):
