@@ -101,6 +101,8 @@ class PipelineConfig(StageParams):
     rollout: Literal["auto", "native", "vllm"] = "auto"
     # once a stage is done: keep its checkpoints whole (all), without optimizer state (weights), or not at all
     keep_checkpoints: Literal["all", "weights", "none"] = "weights"
+    # trackers (transformers' `report_to` names, or all / none): every stage's default; a TRL stage's own wins
+    report_to: str | list[str] | None = None
     stages: list[dict]
 
     source: str | None = Field(None, exclude=True)
@@ -108,6 +110,9 @@ class PipelineConfig(StageParams):
 
     @model_validator(mode="after")
     def _defaults(self):
+        from r1lab.trl_fields import check_trackers
+
+        check_trackers(self.report_to)      # raises "report_to: unknown tracker ..."
         if self.output_dir is None:
             self.output_dir = f"runs/{self.name}"
         return self

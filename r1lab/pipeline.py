@@ -27,10 +27,11 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import r1lab
+from r1lab import trackers
 from r1lab.config import PipelineConfig, TokenizerSpec
 from r1lab.errors import StageFailure, TrainingDiverged
 from r1lab.io import atomic_dir, atomic_write_json, atomic_write_text, nonfinite_tensors
-from r1lab.report import fmt, make_plots, run_report, stage_report
+from r1lab.report import fmt, make_plots, plot_run, run_report, stage_report
 from r1lab.stages import get_stage_module
 from r1lab.stages.base import StageContext
 from r1lab.status import (ATTEMPT, DONE, _read_json, artifact_manifest, artifacts_problem, model_fingerprint,
@@ -311,6 +312,8 @@ def _run_locked(cfg: PipelineConfig, out: Path, from_stage, only, console, names
                           style="red", markup=False, highlight=False)
             raise
         secs = time.time() - t0
+        if not trackers.is_trl_stage(s.params):     # TRL stages log through transformers' integrations
+            trackers.log_finished_stage(ctx, metrics, console)
         plots = make_plots(ctx.metrics_path, ctx.plots_dir)
         atomic_write_text(d / "report.md", stage_report(s, ctx, metrics, plots, secs))
         atomic_write_json(d / DONE, {
@@ -331,6 +334,10 @@ def _run_locked(cfg: PipelineConfig, out: Path, from_stage, only, console, names
                         "seconds": secs, "metrics": metrics})
 
     if not only:
+        try:
+            plot_run(cfg, out)
+        except Exception as e:  # noqa: BLE001  (a figure must not fail a finished run)
+            console.print(f"! plots/run.png: not drawn ({type(e).__name__}: {e})", style="yellow", markup=False)
         atomic_write_text(out / "report.md", run_report(cfg, out, results))
         if all(r["action"] == "skipped" for r in results):
             console.print(f"[bold green]Every stage is done[/] ({len(results)} stages); nothing to run.")

@@ -105,9 +105,7 @@ class TRLParams(StageParams):
                     raise ValueError(f"{key}: Input should be greater than 0 (got {value!r})")
         if "torch_dtype" in given:
             given["dtype"] = given.pop("torch_dtype")
-        bad = [t for t in _as_list(given.get("report_to")) if t not in _trackers()]
-        if bad:
-            raise ValueError(f"report_to: unknown tracker {bad[0]!r}; expected some of: {', '.join(_trackers())}")
+        check_trackers(given.get("report_to"))
         merged = {**self.TRL_DEFAULTS, **given}
         self.__pydantic_extra__ = merged
         build_trl_config(self, "/nonexistent-r1lab-validate", seed=0)   # TRL's own checks, now
@@ -128,6 +126,13 @@ class TRLParams(StageParams):
 
 def _as_list(v) -> list:
     return [] if v is None else [v] if isinstance(v, str) else list(v)
+
+
+def check_trackers(report_to) -> None:
+    """A `report_to` value (a name or a list) names only trackers transformers knows; else ValueError, one line."""
+    bad = [t for t in _as_list(report_to) if t not in _trackers()]
+    if bad:
+        raise ValueError(f"report_to: unknown tracker {bad[0]!r}; expected some of: {', '.join(_trackers())}")
 
 
 def _trackers() -> list[str]:

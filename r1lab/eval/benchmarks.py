@@ -91,6 +91,33 @@ def load_benchmark(spec: str, limit: int | None = None, problem_key: str = "prob
     return bench
 
 
+def distinct_names(benches: list[Benchmark], specs: list[str]) -> list[Benchmark]:
+    """Results, sample files and table rows are keyed by a benchmark's name, so two with one name (a/test.jsonl and
+    b/test.jsonl) would collapse into one: each clash is renamed by as many of its path's folders as tell them apart
+    (a-test, b-test); a clash that no folder resolves (the same spec twice) is numbered (NAME-2, NAME-3)."""
+    from collections import Counter
+
+    names = [b.name for b in benches]
+    clash = {n for n, c in Counter(names).items() if c > 1}
+    for n in clash:
+        idx = [i for i, x in enumerate(names) if x == n and Path(specs[i]).exists()]   # plain paths, no NAME=
+        parts = [Path(specs[i]).resolve().with_suffix("").parts for i in idx]
+        for depth in range(2, max((len(p) for p in parts), default=0) + 1):
+            cand = ["-".join(p[-depth:]) for p in parts]
+            if len(set(cand)) == len(cand):
+                for i, c in zip(idx, cand):
+                    names[i] = c
+                break
+    seen: Counter = Counter()
+    for i, n in enumerate(names):
+        seen[n] += 1
+        if seen[n] > 1:
+            names[i] = f"{n}-{seen[n]}"
+    for b, n in zip(benches, names):
+        b.name = n
+    return benches
+
+
 def _read_jsonl(path: Path) -> list[dict]:
     rows = []
     with open(path) as f:

@@ -38,7 +38,13 @@ def rows(results: dict) -> list[dict]:
     return out
 
 
-def table(results: dict) -> Table:
+WIDE = 120   # a console narrower than this gets the compact table
+
+
+def table(results: dict, width: int | None = None) -> Table:
+    """The eval table for a terminal `width` columns wide (None: wide). Below WIDE columns it is compact()."""
+    if width is not None and width < WIDE:
+        return compact(results)
     rs = rows(results)
     cfg = results.get("config", {})
     t = Table(title=f"R1 protocol: pass@1 over k samples (T={cfg.get('temperature')}, top-p={cfg.get('top_p')}), %")
@@ -46,6 +52,28 @@ def table(results: dict) -> Table:
         t.add_column(c, justify="left" if c in ("model", "benchmark") else "right")
     for r in rs:
         t.add_row(*[str(v) for v in r.values()])
+    return t
+
+
+def compact(results: dict) -> Table:
+    """The same figures for an 80-column terminal: one row per benchmark under a row naming the model, pass@1 and
+    its standard error in one cell, n×k in one, short headers, no 95% interval (report.md has it), no box."""
+    from rich import box
+
+    cfg = results.get("config", {})
+    t = Table(title=f"pass@1 over k samples, % (T={cfg.get('temperature')}, top-p={cfg.get('top_p')})",
+              box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1), collapse_padding=True)
+    t.add_column("model/bench", overflow="ellipsis", max_width=22)
+    for c in ("n×k", "pass@1", "cons", "pass@k", "greedy", "tok", "noans", "trunc"):
+        t.add_column(c, justify="right", no_wrap=True)
+    model = None
+    for r in rows(results):
+        if r["model"] != model:
+            model = r["model"]
+            t.add_row(f"[bold]{model}[/]" if not any(ch in model for ch in "[]") else model)
+        p1 = r["pass@1"] if r["±se"] == "-" else f"{r['pass@1']}±{r['±se']}"
+        t.add_row(f" {r['benchmark']}", f"{r['n']}×{r['k']}", p1, r["cons@k"], r["pass@k"], r["greedy"], r["tokens"],
+                  r["no answer"], r["truncated"])
     return t
 
 
@@ -180,4 +208,4 @@ def write_all(results: dict, out_dir: str | Path, show: bool = True, console=Non
             console = Console()
             if not console.is_terminal:          # a log file: do not squeeze the table into 80 columns
                 console = Console(width=180)
-        console.print(table(results))
+        console.print(table(results, console.width))

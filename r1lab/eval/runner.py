@@ -210,7 +210,10 @@ def evaluate_model(model, tokenizer, cfg: EvalConfig, name: str = "model", out_d
 
 
 def load_benchmarks(cfg: EvalConfig) -> list[Benchmark]:
-    return [load_benchmark(b, cfg.limit, cfg.problem_key, cfg.answer_key, cfg.seed) for b in cfg.benchmarks]
+    from r1lab.eval.benchmarks import distinct_names
+
+    return distinct_names([load_benchmark(b, cfg.limit, cfg.problem_key, cfg.answer_key, cfg.seed)
+                           for b in cfg.benchmarks], cfg.benchmarks)
 
 
 def evaluate(models: list[str] | dict[str, str], cfg: EvalConfig, out_dir: str | Path,

@@ -34,11 +34,13 @@ from pydantic import Field, field_validator, model_validator
 from r1lab.errors import DataError
 from r1lab.loading import load_model, load_tokenizer
 from r1lab.params import DataBlock, DataSpec, RewardsBlock
-from r1lab.report import plot_r1_zero
+from r1lab.io import read_jsonl
+from r1lab.report import plot_r1_zero, samples_table
 from r1lab.stages.base import StageContext
 from r1lab.train.args import grpo_config, peft_config
 from r1lab.train.fit import prepare, quiet, train_and_save
-from r1lab.train.grpo import accuracy_name, reference_loader, reward_funcs, rollout_func, trainer_class
+from r1lab.train.grpo import (accuracy_name, completions_recorder, reference_loader, reward_funcs, rollout_func,
+                              trainer_class)
 from r1lab.train.sampling import chat_prompt_ids
 from r1lab.trl_fields import TRLParams
 
@@ -166,7 +168,7 @@ def build_trainer(ctx: StageContext, p: Params, seed: int, callbacks=()):
     model = load_model(ctx.model_path, **p.model_kwargs())
     prepare(model, tok)
     funcs, weights, names = reward_funcs(p)
-    args = grpo_config(ctx.checkpoint_dir, p, seed)
+    args = grpo_config(ctx.checkpoint_dir, p, seed, ctx)
     args.reward_weights = weights
     engine = ctx.engine_name("vllm" if getattr(p, "use_vllm", False) else p.engine)
     engine_kwargs = {"gpu_memory_utilization": p.vllm_gpu_memory_utilization} if engine == "vllm" and hasattr(
@@ -184,6 +186,8 @@ def run(ctx: StageContext) -> dict:
     p: Params = ctx.params
     seed = ctx.seed if p.seed is None else p.seed
     trainer, tok, names = build_trainer(ctx, p, seed, callbacks=[ctx.trainer_callback()])
+    completions = ctx.out_dir / "completions.jsonl"
+    trainer.add_callback(completions_recorder(trainer, completions, per_step=min(p.num_generations, 16)))
     _, info = train_and_save(ctx, trainer, tok, lora=bool(p.lora))
     resumed_from = info["resumed_from"]
 
@@ -212,6 +216,12 @@ def run(ctx: StageContext) -> dict:
         f"{', '.join(f'{w:g}×{s}' for s, w in p.rewards.items())}; {metrics['steps']} steps. "
         f"{acc}: {_f(a0)} → {_f(a1)}; mean response length {_f(l0)} → {_f(l1)}."
         + (f"\n\n![R1-Zero-style curves](plots/{plot.name})" if plot else ""))
+    rows = read_jsonl(completions)
+    if rows:
+        last = [r for r in rows if r["step"] == rows[-1]["step"]]
+        ctx.add_report(f"### Completions at step {last[0]['step']}\n\nOne group per logged step is in completions.jsonl "
+                       f"({len(rows)} rows: step, prompt, completion, reward, rewards, advantage).\n\n"
+                       + samples_table(last))
     return metrics
 
 

@@ -5,6 +5,8 @@ local files); the training itself is r1lab/train/sft.py (completion-only loss, p
 """
 from __future__ import annotations
 
+from pydantic import Field
+
 from r1lab.params import DataBlock
 from r1lab.stages.base import StageContext
 from r1lab.train.sft import SFT_DEFAULTS, train_sft
@@ -15,6 +17,9 @@ class Params(TRLParams, DataBlock):   # data first; then any trl.SFTConfig field
     model_config = TRLParams.model_config   # TRL's fields are extra keys, checked by TRLParams
     TRL_CONFIG = "SFTConfig"
     TRL_DEFAULTS = SFT_DEFAULTS
+
+    eval_fraction: float | None = Field(None, gt=0, lt=1, description="hold out this share of the mixture and log "
+                                        "its loss (eval_loss) every `eval_steps` (default: every `save_steps`)")
 
 
 def run(ctx: StageContext) -> dict:

@@ -33,6 +33,9 @@ def train_and_save(ctx, trainer, tok, lora: bool):
     """Train a TRL trainer from the stage's last complete checkpoint (if any) and save the model atomically;
     with LoRA the adapter is saved too and the merged model becomes the stage's model.
     Returns (trainer.train's output, {"resumed_from", "trainable_params", "total_params"})."""
+    from r1lab.trackers import attach
+
+    attach(trainer, ctx)                     # tensorboard's events in OUTPUT_DIR/STAGE/tb
     ctx.discard_incomplete_checkpoints()     # so Trainer's rotation and resume never see a half-written one
     ctx.set_aside_bad_checkpoints()          # a damaged newest checkpoint: resume from the previous good one
     ckpt = ctx.resume_checkpoint()

@@ -156,3 +156,54 @@ def reference_loader(loader):
         yield
     finally:
         G.create_model_from_path = orig
+
+
+def _text(x) -> str:
+    """A prompt or completion as text: a string, or a conversation's last message."""
+    if isinstance(x, list):
+        return str(x[-1].get("content", "")) if x and isinstance(x[-1], dict) else " ".join(map(str, x))
+    return str(x)
+
+
+def completions_recorder(trainer, path, per_step: int):
+    """A callback writing, at each logged training step, `per_step` rows of the newest generation batch (the first
+    group: one prompt's G completions) to `path` as JSON lines: step, prompt, completion, reward (weighted sum),
+    rewards (per function), advantage. Read from TRL's own completion log (`trainer._logs`, what `log_completions`
+    prints); a resumed run first drops the rows after its checkpoint."""
+    import json
+    from pathlib import Path
+
+    from transformers import TrainerCallback
+
+    from r1lab.io import read_jsonl, write_jsonl
+
+    path = Path(path)
+
+    class CompletionsRecorder(TrainerCallback):
+        def on_train_begin(self, args, state, control, **kw):
+            if path.exists():
+                write_jsonl(path, [r for r in read_jsonl(path) if r.get("step", 0) <= state.global_step])
+
+        def on_log(self, args, state, control, logs=None, **kw):
+            logs_ = getattr(trainer, "_logs", None)
+            if not logs or "reward" not in logs or not logs_ or not logs_.get("prompt"):
+                return
+            prompts, comps = list(logs_["prompt"]), list(logs_["completion"])
+            rewards = {name: list(v) for name, v in logs_["rewards"].items()}
+            adv = list(logs_["advantages"])
+            weights = list(getattr(args, "reward_weights", None) or [1.0] * len(rewards))
+            rows = []
+            for i in range(min(per_step, len(prompts), len(comps))):
+                parts = {name: (v[i] if i < len(v) else None) for name, v in rewards.items()}
+                vals = [x for x in parts.values()]
+                total = (sum(w * x for w, x in zip(weights, vals) if x is not None and x == x)
+                         if any(x is not None and x == x for x in vals) else None)
+                rows.append({"step": state.global_step, "prompt": _text(prompts[i]), "completion": _text(comps[i]),
+                             "reward": total, "rewards": {k: (None if v != v else v) if v is not None else None
+                                                          for k, v in parts.items()},
+                             "advantage": adv[i] if i < len(adv) else None})
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(path, "a", encoding="utf-8") as f:
+                f.write("".join(json.dumps(r) + "\n" for r in rows))
+
+    return CompletionsRecorder()

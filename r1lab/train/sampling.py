@@ -26,6 +26,7 @@ from pydantic import Field
 from r1lab.errors import DataError
 from r1lab.loading import load_tokenizer
 from r1lab.params import DataBlock, RewardsBlock, short_name
+from r1lab.report import samples_table
 
 
 def chat_prompt_ids(tok, messages: list[dict]) -> list[int]:
@@ -113,7 +114,7 @@ def rejection_sample(ctx, p, model_path: str, tokenizer_path: str) -> dict:
     sampling = SamplingParams(n=p.n, temperature=p.temperature, top_p=p.top_p, top_k=p.top_k,
                               max_new_tokens=p.max_new_tokens, seed=seed)
 
-    out_rows, reasons = [], Counter()
+    out_rows, reasons, rejected = [], Counter(), []
     stats = defaultdict(lambda: {"prompts": 0, "sampled": 0, "kept": 0, "prompts_with_kept": 0})
     n_tokens_total, t_gen = 0, 0.0
     # the rewards get TRL's call: conversational completions, completion_ids, trainer_state, log_metric, log_extra
@@ -157,6 +158,11 @@ def rejection_sample(ctx, p, model_path: str, tokenizer_path: str) -> dict:
                 st["kept"] += len(kept)
                 st["prompts_with_kept"] += bool(kept)
                 pid = row.get("id", f"row-{b + i}")
+                kept_ids = {s["index"] for s in kept}
+                for s in per_prompt[i]:
+                    if s["index"] not in kept_ids and len(rejected) < 4:
+                        rejected.append({"prompt": row["prompt"], "completion": s["text"], "reward": s["total"],
+                                         "rewards": s["scores"]})
                 for s in kept:
                     cols_kept = {k: v for k, v in row.items() if k not in ("prompt", "solution", "messages", "id")}
                     out_rows.append({**cols_kept, **s["extra"], "id": f"{pid}-s{s['index']}", "prompt_id": pid,
@@ -177,6 +183,10 @@ def rejection_sample(ctx, p, model_path: str, tokenizer_path: str) -> dict:
     ctx.add_report(f"Rejection sampling from `{model_path}`: {p.n} samples per prompt (T={p.temperature}), kept "
                    f"those with every reward ≥ {p.threshold} ({', '.join(names)}), then filters; {len(out_rows)} of "
                    f"{sampled} kept. Rejected by: {dict(reasons) or 'none'}.\n\n" + "\n".join(lines))
+    if out_rows:
+        ctx.add_report("### Kept samples (first 4 of data/samples.jsonl)\n\n" + samples_table(out_rows, limit=4))
+    if rejected:
+        ctx.add_report("### Rejected samples (the first 4)\n\n" + samples_table(rejected, limit=4))
     for r in yield_table:
         ctx.print(f"{ctx.name}: {r['task']} d={r['difficulty']}: kept {r['kept']}/{r['sampled']} ({r['yield']:.1%})")
     return {"prompts": len(rows), "sampled": sampled, "kept": len(out_rows), "yield": len(out_rows) / max(sampled, 1),

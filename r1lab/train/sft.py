@@ -49,17 +49,31 @@ def train_sft(ctx, p, rows, model_path: str, tokenizer_path: str, system_prompt:
 
     seed = ctx.seed if p.seed is None else p.seed
     tok = load_tokenizer(tokenizer_path, chat_template)
-    train = datasets.Dataset.from_list([to_prompt_completion(r, system_prompt) for r in rows])
+    pairs = [to_prompt_completion(r, system_prompt) for r in rows]
+    held = []
+    frac = getattr(p, "eval_fraction", None)
+    if frac:                                  # a seeded held-out share of the mixture: eval_loss in metrics.jsonl
+        import random
+
+        order = list(range(len(pairs)))
+        random.Random(seed).shuffle(order)
+        n_eval = min(max(1, round(frac * len(pairs))), len(pairs) - 1)
+        held = [pairs[i] for i in sorted(order[:n_eval])]
+        pairs = [pairs[i] for i in sorted(order[n_eval:])]
+    train = datasets.Dataset.from_list(pairs)
+    eval_ds = datasets.Dataset.from_list(held) if held else None
     model = load_model(model_path, **p.model_kwargs())
     prepare(model, tok)
     cls = trainer_class(model)
     if wrap is not None:
         cls = wrap(cls)
-    trainer = quiet(cls(model=model, args=sft_config(ctx.checkpoint_dir, p, seed), train_dataset=train,
+    trainer = quiet(cls(model=model, args=sft_config(ctx.checkpoint_dir, p, seed, ctx, evaluate=eval_ds is not None),
+                        train_dataset=train, eval_dataset=eval_ds,
                         processing_class=tok, peft_config=peft_config(p.lora), callbacks=[ctx.trainer_callback()]))
     out, info = train_and_save(ctx, trainer, tok, lora=bool(p.lora))
     logged = [h for h in trainer.state.log_history if "loss" in h]
-    return {
+    evals = [h["eval_loss"] for h in trainer.state.log_history if "eval_loss" in h]
+    return {**({"eval_rows": len(held), "final_eval_loss": float(evals[-1]) if evals else None} if held else {}),
         "train_loss": float(out.training_loss),
         "final_loss": float(logged[-1]["loss"]) if logged else None,
         "first_loss": float(logged[0]["loss"]) if logged else None,
