@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 EPILOG = """examples:
@@ -72,12 +73,17 @@ def cmd_status(args) -> int:
 
 
 def cmd_run(args) -> int:
+    """One process, or every rank under torchrun / accelerate launch (rank 0 writes; see r1lab/dist.py)."""
+    from r1lab import dist
     from r1lab.pipeline import run_pipeline
 
     cfg = _load(args)
     if args.output_dir:
         cfg.output_dir = args.output_dir
-    run_pipeline(cfg, from_stage=args.from_stage, only=args.only)
+    try:
+        run_pipeline(cfg, from_stage=args.from_stage, only=args.only)
+    finally:
+        dist.finish()
     return 0
 
 
@@ -200,7 +206,9 @@ def main(argv: list[str] | None = None) -> int:
         ap.print_help()
         return 2
     if args.command in ("run", "eval"):
-        print(threads.configure(getattr(args, "threads", None)))
+        line = threads.configure(getattr(args, "threads", None))
+        if os.environ.get("RANK", "0") == "0":     # one banner, not one per rank
+            print(line)
     try:
         return int(args.func(args) or 0)
     except ConfigError as e:

@@ -19,27 +19,22 @@ Ownership: a run holds an flock on OUTPUT_DIR/.r1lab-lock (one runner per dir), 
 """
 from __future__ import annotations
 
-import json
-import os
 import shutil
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import r1lab
-from r1lab import trackers
+from r1lab import dist, trackers
 from r1lab.config import PipelineConfig, TokenizerSpec
 from r1lab.errors import StageFailure, TrainingDiverged
 from r1lab.io import atomic_dir, atomic_write_json, atomic_write_text, nonfinite_tensors
 from r1lab.report import fmt, make_plots, plot_run, run_report, stage_report
 from r1lab.stages import get_stage_module
+from r1lab.rundir import (RUN_MARKER, STAGE_MARKER, PipelineError, _check_output_dir, _claim_stage_dir,
+                          run_lock)
 from r1lab.stages.base import StageContext
 from r1lab.status import (ATTEMPT, DONE, _read_json, artifact_manifest, artifacts_problem, model_fingerprint,
                           stage_fingerprints, tokenizer_fingerprint)
-
-
-class PipelineError(RuntimeError):
-    pass
 
 
 # ----------------------------------------------------------------------------- materialising tokenizer / preset
@@ -104,43 +99,6 @@ def ensure_preset_model(cfg: PipelineConfig, out: Path, tokenizer_path: str | No
     return str(d / "model")
 
 
-# ----------------------------------------------------------------------------- run lock
-
-LOCK_FILE = ".r1lab-lock"
-
-
-@contextmanager
-def run_lock(out: Path):
-    """One runner per output dir: an exclusive flock on OUTPUT_DIR/.r1lab-lock, held for the whole run. The
-    kernel drops it when the holder dies (kill -9 included), so a lock left by a dead run is simply taken over;
-    the file itself only says who holds it (pid, host, since), for the message a second runner prints."""
-    import fcntl
-    import socket
-
-    path = Path(out) / LOCK_FILE
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        try:
-            holder = json.loads(os.pread(fd, 4096, 0).decode() or "{}")
-        except (ValueError, OSError):
-            holder = {}
-        os.close(fd)
-        since = holder.get("since")
-        when = time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(since)) if isinstance(since, (int, float)) else "?"
-        raise PipelineError(f"{out}: another r1lab run holds this output dir (pid {holder.get('pid', '?')} on host "
-                            f"{holder.get('host', '?')} since {when}); wait for it to end or stop it, then rerun") from None
-    try:
-        info = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()}).encode()
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, info, 0)
-        os.fsync(fd)
-        yield path
-    finally:
-        os.close(fd)     # releases the flock; the file stays (unlinking it would race a runner that just opened it)
-
-
 # ----------------------------------------------------------------------------- run
 
 def _console(console=None):
@@ -153,72 +111,59 @@ def _console(console=None):
 
 def run_pipeline(cfg: PipelineConfig, from_stage: str | None = None, only: str | None = None, console=None) -> list[dict]:
     """Run (or skip / resume) every stage. Returns one dict per stage: name, kind, action
-    (skipped | ran | resumed), seconds, metrics."""
-    _refuse_multi_process()
-    console = _console(console)
+    (skipped | ran | resumed), seconds, metrics.
+
+    Under torchrun / accelerate launch every rank runs this: rank 0 holds the lock and writes everything the run
+    keeps; every rank does each stage's work (r1lab/dist.py), and the ranks meet between stages."""
+    dist.init()
+    main = dist.is_main()
+    console = _console(console) if main else _silent_console()
     _quiet_libraries()
     names = [s.name for s in cfg.stage_list]
     for flag, v in (("--from", from_stage), ("--only", only)):
         if v is not None and v not in names:
             raise PipelineError(f"{flag} {v}: no such stage; stages: {', '.join(names)}")
     out = Path(cfg.output_dir)
-    _check_output_dir(out)
-    out.mkdir(parents=True, exist_ok=True)
-    with run_lock(out):
+    if not main:
+        _agree(None)                   # rank 0 checked the output dir and took the lock
+        return _run_locked(cfg, out, from_stage, only, console, names, main=False)
+    try:
+        _check_output_dir(out)
+        out.mkdir(parents=True, exist_ok=True)
+        lock = run_lock(out)
+        lock.__enter__()
+    except PipelineError as e:
+        _agree(str(e))
+        raise
+    try:
+        _agree(None)
         if not (out / RUN_MARKER).exists():
             atomic_write_json(out / RUN_MARKER, {"name": cfg.name, "created": time.time(), "version": r1lab.__version__})
-        return _run_locked(cfg, out, from_stage, only, console, names)
+        return _run_locked(cfg, out, from_stage, only, console, names, main=True)
+    finally:
+        lock.__exit__(None, None, None)
 
 
-def _refuse_multi_process() -> None:
-    """Stages run in one process. Under torchrun every rank would run the whole runner over the same dir (each
-    writing the model, done.json over a model dir without weights): refuse before touching anything."""
-    ws = os.environ.get("WORLD_SIZE", "1").strip()
-    if ws.isdigit() and int(ws) > 1:
-        raise PipelineError(f"r1lab run: WORLD_SIZE={ws} (torchrun or another launcher started {ws} processes), but "
-                            "pipeline stages run in one process; start `r1lab run` without torchrun (data-parallel "
-                            "pretraining: torchrun -m base_model.pretrain)")
+def _agree(error: str | None) -> None:
+    """Rank 0's verdict on every rank: None goes on, a message stops every rank with that PipelineError."""
+    error = dist.broadcast(error)
+    if error is not None:
+        raise PipelineError(error)
 
 
-# ----------------------------------------------------------------------------- what r1lab owns
+def _silent_console():
+    import io
 
-RUN_MARKER = ".r1lab-run"        # OUTPUT_DIR is a run dir: r1lab may write and delete its own things in it
-STAGE_MARKER = ".r1lab-stage"    # OUTPUT_DIR/STAGE was made by r1lab: it may be wiped when the stage reruns
+    from rich.console import Console
 
-
-def _is_run_dir(out: Path) -> bool:
-    # the lock file: a runner that just took the lock and has not written the marker yet;
-    # pipeline.resolved.yaml: a run dir made before the marker existed (r1lab writes it first thing)
-    return any((out / f).is_file() for f in (RUN_MARKER, LOCK_FILE, "pipeline.resolved.yaml"))
+    return Console(file=io.StringIO(), quiet=True)
 
 
-def _check_output_dir(out: Path) -> None:
-    """Refuse an output dir that exists, is not empty and is not an r1lab run: r1lab would write (and, on reruns,
-    delete) stage dirs in it."""
-    if not out.exists():
-        return
-    if not out.is_dir():
-        raise PipelineError(f"output_dir {out}: exists and is not a directory")
-    if not _is_run_dir(out) and any(out.iterdir()):
-        raise PipelineError(f"output_dir {out}: exists, is not empty and is not an r1lab run (no {RUN_MARKER}); "
-                            "pick a new or empty output_dir (r1lab deletes only what it wrote)")
-
-
-def _owns_stage_dir(d: Path) -> bool:
-    return any((d / m).exists() for m in (STAGE_MARKER, DONE, ATTEMPT))
-
-
-def _claim_stage_dir(name: str, d: Path) -> None:
-    """Before wiping OUTPUT_DIR/STAGE: it must be one r1lab made (a user dir named like a stage is never deleted)."""
-    if d.exists() and (not d.is_dir() or not _owns_stage_dir(d)):
-        raise PipelineError(f"stage {name}: {d} exists but was not written by r1lab (no {STAGE_MARKER}); "
-                            "move it away or rename the stage")
-
-
-def _run_locked(cfg: PipelineConfig, out: Path, from_stage, only, console, names) -> list[dict]:
+def _run_locked(cfg: PipelineConfig, out: Path, from_stage, only, console, names, main: bool = True) -> list[dict]:
+    """The stages in order. Rank 0 decides what each stage does (skip / resume / run) and prepares its dir; every
+    rank runs it; rank 0 writes its report and done.json. One process: rank 0 alone, no waiting."""
     import yaml
 
-    atomic_write_text(out / "pipeline.resolved.yaml", yaml.safe_dump(cfg.resolved(), sort_keys=False))
     fps = stage_fingerprints(cfg)
     needed = set()
     if only:
@@ -229,13 +174,14 @@ def _run_locked(cfg: PipelineConfig, out: Path, from_stage, only, console, names
                     needed.add(d)
                     todo.append(d)
     start_idx = names.index(from_stage) if from_stage else None
-
-    tokenizer_path = ensure_tokenizer(cfg, out, console)
+    if main:
+        atomic_write_text(out / "pipeline.resolved.yaml", yaml.safe_dump(cfg.resolved(), sort_keys=False))
+    tokenizer_path = dist.broadcast(ensure_tokenizer(cfg, out, console) if main else None)
     init_model: dict[str, str] = {}
 
-    def model_path_fn():
+    def model_path_fn():                       # every rank asks at the same point of the same stage code
         if "path" not in init_model:
-            init_model["path"] = ensure_preset_model(cfg, out, tokenizer_path)
+            init_model["path"] = dist.broadcast(ensure_preset_model(cfg, out, tokenizer_path) if main else None)
         return init_model["path"]
 
     finished_models: dict[str, str] = {}
@@ -251,54 +197,36 @@ def _run_locked(cfg: PipelineConfig, out: Path, from_stage, only, console, names
 
     for i, s in enumerate(cfg.stage_list):
         d = out / s.name
-        fp = fps[s.name]
-        done = _read_json(d / DONE)
-        is_done = bool(done and done.get("fingerprint") == fp)
-        if is_done and (why := artifacts_problem(d, done)):
-            console.print(f"! {s.name}: its artifacts are damaged ({why}); redoing the stage", style="yellow",
-                          markup=False, highlight=False)
-            (d / DONE).unlink()
-            is_done, done = False, None
-        force = (start_idx is not None and i >= start_idx) or only == s.name
-        if only and s.name != only:
-            if is_done:
-                register(s.name)
-            elif s.name in needed:
-                raise PipelineError(f"--only {only}: it needs stage {s.name!r}, which is not done; run without --only first")
-            continue
-        if is_done and not force:
-            console.print(f"[green]✓[/] {s.name} ({s.kind}): done, skipped")
+        plan = None
+        if main:
+            try:
+                plan = _plan_stage(s, d, fps[s.name], i, start_idx, only, needed, console)
+            except PipelineError as e:
+                plan = {"error": str(e)}
+        plan = dist.broadcast(plan)
+        if "error" in plan:
+            raise PipelineError(plan["error"])
+        if plan["action"] in ("skip", "pass"):
             register(s.name)
-            results.append({"name": s.name, "kind": s.kind, "action": "skipped", "seconds": done.get("seconds", 0.0),
-                            "metrics": done.get("metrics", {})})
+            if plan["action"] == "skip":
+                results.append(plan["result"])
             continue
-        att = _read_json(d / ATTEMPT)
-        resume = not force and bool(att and att.get("fingerprint") == fp) and not is_done
-        _claim_stage_dir(s.name, d)
-        if not resume:
-            if (d / DONE).exists():
-                (d / DONE).unlink()          # first, so a kill while wiping never leaves a trusted done.json
-            if d.exists():
-                shutil.rmtree(d)
-        d.mkdir(parents=True, exist_ok=True)
-        if not (d / STAGE_MARKER).exists():
-            atomic_write_text(d / STAGE_MARKER, "written by r1lab: this dir is wiped when the stage reruns\n")
-        atomic_write_json(d / ATTEMPT, {"fingerprint": fp, "started": time.time(),
-                                        "attempts": (att or {}).get("attempts", 0) + 1 if resume else 1})
-        why = "resuming an interrupted run" if resume else ("forced" if force else
-              ("config or inputs changed" if done else "first run"))
-        console.rule(f"[bold]{s.name}[/] ({s.kind}) — {why}")
+        resume = plan["resume"]
+        console.rule(f"[bold]{s.name}[/] ({s.kind}) — {plan['why']}")
         ctx = StageContext(
             name=s.name, kind=s.kind, params=s.params, out_dir=d, output_dir=out, seed=cfg.seed,
             model_spec=cfg.model, from_stage=s.from_, tokenizer_path=_tokenizer_for(s, out, tokenizer_path),
             pipeline=cfg, resumed=resume, console=console, base_dir=Path(cfg.base_dir or "."), rollout=cfg.rollout,
-            _model_path_fn=model_path_fn, _finished_models=dict(finished_models), _finished_data=dict(finished_data),
+            main=main, _model_path_fn=model_path_fn, _finished_models=dict(finished_models),
+            _finished_data=dict(finished_data),
         )
         mod = get_stage_module(s.kind)
         t0 = time.time()
         try:
             metrics = mod.run(ctx) or {}
-            _check_model_dir(s.name, d / "model")
+            dist.barrier()                       # every rank's part is written before rank 0 checks the model
+            if main:
+                _check_model_dir(s.name, d / "model")
         except TrainingDiverged as e:
             ctx.drop_nonfinite_checkpoints()
             left = ctx.checkpoints()
@@ -312,28 +240,14 @@ def _run_locked(cfg: PipelineConfig, out: Path, from_stage, only, console, names
                           style="red", markup=False, highlight=False)
             raise
         secs = time.time() - t0
-        if not trackers.is_trl_stage(s.params):     # TRL stages log through transformers' integrations
-            trackers.log_finished_stage(ctx, metrics, console)
-        plots = make_plots(ctx.metrics_path, ctx.plots_dir)
-        atomic_write_text(d / "report.md", stage_report(s, ctx, metrics, plots, secs))
-        atomic_write_json(d / DONE, {
-            "fingerprint": fp, "name": s.name, "kind": s.kind, "config": s.resolved(),
-            "inputs": {dep: fps[dep] for dep in s.depends_on()}, "version": r1lab.__version__,
-            "metrics": metrics, "seconds": round(secs, 2), "finished": time.time(), "resumed": resume,
-            "artifacts": artifact_manifest(d),
-        })
+        if main:
+            _finish_stage(cfg, s, ctx, d, fps, metrics, secs, resume, console)
+        dist.barrier()                           # the next stage starts from what rank 0 has written
         register(s.name)
-        freed = ctx.apply_retention(cfg.keep_checkpoints)
-        if freed:
-            console.print(f"  {s.name}: keep_checkpoints {cfg.keep_checkpoints}: freed {freed / 2**20:.1f} MiB of "
-                          f"checkpoints", style="dim", markup=False, highlight=False)
-        console.print(f"✓ {s.name} finished in {secs:.1f} s: " +   # metric values are data: no markup
-                      ", ".join(f"{k}={fmt(v)}" for k, v in list(metrics.items())[:6] if not isinstance(v, (dict, list))),
-                      style="green", markup=False, highlight=False)
         results.append({"name": s.name, "kind": s.kind, "action": "resumed" if resume else "ran",
                         "seconds": secs, "metrics": metrics})
 
-    if not only:
+    if not only and main:
         try:
             plot_run(cfg, out)
         except Exception as e:  # noqa: BLE001  (a figure must not fail a finished run)
@@ -342,6 +256,63 @@ def _run_locked(cfg: PipelineConfig, out: Path, from_stage, only, console, names
         if all(r["action"] == "skipped" for r in results):
             console.print(f"[bold green]Every stage is done[/] ({len(results)} stages); nothing to run.")
     return results
+
+
+def _plan_stage(s, d: Path, fp: str, i: int, start_idx, only, needed, console) -> dict:
+    """Rank 0: what this stage does now, with its dir prepared for it (wiped, or kept to resume; attempt.json)."""
+    done = _read_json(d / DONE)
+    is_done = bool(done and done.get("fingerprint") == fp)
+    if is_done and (why := artifacts_problem(d, done)):
+        console.print(f"! {s.name}: its artifacts are damaged ({why}); redoing the stage", style="yellow",
+                      markup=False, highlight=False)
+        (d / DONE).unlink()
+        is_done, done = False, None
+    force = (start_idx is not None and i >= start_idx) or only == s.name
+    if only and s.name != only:
+        if not is_done and s.name in needed:
+            raise PipelineError(f"--only {only}: it needs stage {s.name!r}, which is not done; run without --only first")
+        return {"action": "pass"}
+    if is_done and not force:
+        console.print(f"[green]✓[/] {s.name} ({s.kind}): done, skipped")
+        return {"action": "skip", "result": {"name": s.name, "kind": s.kind, "action": "skipped",
+                                             "seconds": done.get("seconds", 0.0), "metrics": done.get("metrics", {})}}
+    att = _read_json(d / ATTEMPT)
+    resume = not force and bool(att and att.get("fingerprint") == fp) and not is_done
+    _claim_stage_dir(s.name, d)
+    if not resume:
+        if (d / DONE).exists():
+            (d / DONE).unlink()          # first, so a kill while wiping never leaves a trusted done.json
+        if d.exists():
+            shutil.rmtree(d)
+    d.mkdir(parents=True, exist_ok=True)
+    if not (d / STAGE_MARKER).exists():
+        atomic_write_text(d / STAGE_MARKER, "written by r1lab: this dir is wiped when the stage reruns\n")
+    atomic_write_json(d / ATTEMPT, {"fingerprint": fp, "started": time.time(),
+                                    "attempts": (att or {}).get("attempts", 0) + 1 if resume else 1})
+    why = "resuming an interrupted run" if resume else ("forced" if force else
+          ("config or inputs changed" if done else "first run"))
+    return {"action": "run", "resume": resume, "why": why}
+
+
+def _finish_stage(cfg, s, ctx, d: Path, fps: dict, metrics: dict, secs: float, resume: bool, console) -> None:
+    """Rank 0, after a stage ran: trackers, plots, report.md, then done.json (last), then checkpoint retention."""
+    if not trackers.is_trl_stage(s.params):     # TRL stages log through transformers' integrations
+        trackers.log_finished_stage(ctx, metrics, console)
+    plots = make_plots(ctx.metrics_path, ctx.plots_dir)
+    atomic_write_text(d / "report.md", stage_report(s, ctx, metrics, plots, secs))
+    atomic_write_json(d / DONE, {
+        "fingerprint": fps[s.name], "name": s.name, "kind": s.kind, "config": s.resolved(),
+        "inputs": {dep: fps[dep] for dep in s.depends_on()}, "version": r1lab.__version__,
+        "metrics": metrics, "seconds": round(secs, 2), "finished": time.time(), "resumed": resume,
+        "artifacts": artifact_manifest(d),
+    })
+    freed = ctx.apply_retention(cfg.keep_checkpoints)
+    if freed:
+        console.print(f"  {s.name}: keep_checkpoints {cfg.keep_checkpoints}: freed {freed / 2**20:.1f} MiB of "
+                      f"checkpoints", style="dim", markup=False, highlight=False)
+    console.print(f"✓ {s.name} finished in {secs:.1f} s: " +   # metric values are data: no markup
+                  ", ".join(f"{k}={fmt(v)}" for k, v in list(metrics.items())[:6] if not isinstance(v, (dict, list))),
+                  style="green", markup=False, highlight=False)
 
 
 def _check_model_dir(stage: str, model_dir: Path) -> None:

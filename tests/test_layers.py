@@ -19,7 +19,7 @@ LIMIT = 400
 
 LEAF, TRAIN, STAGES, RUNNER, CLI = 1, 2, 3, 4, 5
 TOP = {"r1lab.cli": CLI, "r1lab.eval.cli": CLI, "r1lab.eval.__main__": CLI,
-       "r1lab.config": RUNNER, "r1lab.status": RUNNER, "r1lab.pipeline": RUNNER}
+       "r1lab.config": RUNNER, "r1lab.status": RUNNER, "r1lab.rundir": RUNNER, "r1lab.pipeline": RUNNER}
 
 
 def modules(root: Path = ROOT) -> dict[str, Path]:

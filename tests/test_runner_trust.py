@@ -202,17 +202,7 @@ def test_user_dir_named_like_a_stage_inside_a_run_is_not_deleted(tmp_path, tiny_
     assert main(["run", str(_noop_pipeline(tmp_path, tiny_model, out=tmp_path / "empty"))]) == 0
 
 
-# ----------------------------------------------------------------------------- 8. one process; weights or not done
-
-def test_world_size_above_one_is_refused_before_anything_is_written(tmp_path, tiny_model, noop_kind, capsys, monkeypatch):
-    p = _noop_pipeline(tmp_path, tiny_model)
-    monkeypatch.setenv("WORLD_SIZE", "2")
-    monkeypatch.setenv("RANK", "1")
-    rc = main(["run", str(p)])
-    err = _one_line_error(capsys)
-    assert rc != 0 and "WORLD_SIZE=2" in err, err
-    assert not (tmp_path / "out").exists()
-
+# ----------------------------------------------------------------------------- 8. weights or not done (more than one process: tests/test_ddp_stages.py)
 
 def test_a_model_dir_without_weights_is_never_marked_done(tmp_path, tiny_model, tiny_tok, capsys):
     import types

@@ -16,6 +16,7 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from r1lab import dist
 from r1lab.eval import metrics as M
 from r1lab.eval.benchmarks import Benchmark, load_benchmark
 from r1lab.eval.generation import make_generator
@@ -54,10 +55,12 @@ def run_benchmark(gen, builder: PromptBuilder, bench: Benchmark, cfg: EvalConfig
     prompts = [builder(r["problem"], bench.instruction) for r in bench.rows]
     per_call = max(1, cfg.batch_size // max(1, cfg.samples))
     task = progress.add_task(label or bench.name, total=len(prompts)) if progress is not None else None
-    records = []
-    fh = open(samples_path, "w") if samples_path else None
+    rank, size = dist.world()     # more than one process: each runs every size-th batch; rank 0 writes
+    records, lines = [], []
     try:
         for b0 in range(0, len(prompts), per_call):
+            if (b0 // per_call) % size != rank:
+                continue
             rows, ps = bench.rows[b0:b0 + per_call], prompts[b0:b0 + per_call]
             ids = [p.ids for p in ps]
             batch_seed = cfg.seed * 1_000_003 + b0
@@ -82,19 +85,21 @@ def run_benchmark(gen, builder: PromptBuilder, bench: Benchmark, cfg: EvalConfig
                     recs[i]["greedy"] = s
                 else:
                     recs[i]["samples"].append(s)
-                if fh:
-                    row = rows[i]
-                    fh.write(json.dumps({"id": row["id"], "sample": which, "prompt": ps[i].text, "prefill": ps[i].prefill,
-                                         **s, "answer": row.get("answer")}) + "\n")
-            records += recs
-            if fh:
-                fh.flush()
+                row = rows[i]
+                lines.append((b0, json.dumps({"id": row["id"], "sample": which, "prompt": ps[i].text,
+                                              "prefill": ps[i].prefill, **s, "answer": row.get("answer")})))
+            records += [(b0, r) for r in recs]
             if task is not None:
                 progress.advance(task, len(ps))
     finally:
-        if fh:
-            fh.close()
-    return records
+        if size > 1:              # every rank's batches, in batch order, on every rank
+            parts = dist.gather((records, lines))
+            records = sorted((r for part in parts for r in part[0]), key=lambda x: x[0])
+            lines = sorted((x for part in parts for x in part[1]), key=lambda x: x[0])
+        if samples_path and dist.is_main():
+            with open(samples_path, "w") as fh:
+                fh.write("".join(line + "\n" for _, line in lines))
+    return [r for _, r in records]
 
 
 # --------------------------------------------------------------------------------------------- metrics
@@ -248,10 +253,12 @@ def evaluate(models: list[str] | dict[str, str], cfg: EvalConfig, out_dir: str |
             res = evaluate_model(model, tok, cfg, name, out_dir, benches, prog, generator=gen,
                                  samples_path=samples_path)
             results["models"][name] = {"path": str(path), "benchmarks": res}
-            _write_json(out_dir / "results.json", results)   # after each model: partial results survive
+            if dist.is_main():
+                _write_json(out_dir / "results.json", results)   # after each model: partial results survive
             model = gen = None                                   # free it before loading the next model
             _free_memory()
-    report.write_all(results, out_dir, show=show, console=console, report_name=report_name)
+    if dist.is_main():
+        report.write_all(results, out_dir, show=show, console=console, report_name=report_name)
     return results
 
 

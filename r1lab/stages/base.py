@@ -54,6 +54,7 @@ class StageContext:
     console: Any = None              # rich Console (None -> a default one)
     base_dir: Path = field(default_factory=Path.cwd)   # relative data paths resolve against this
     rollout: str = "auto"            # the pipeline's `rollout:` engine, the default of every stage that samples
+    main: bool = True                # rank 0 (or the only process): the one that writes (r1lab/dist.py)
     _model_path_fn: Callable[[], str] | None = None    # lazily materialises a preset's initial weights
     _finished_models: dict[str, str] = field(default_factory=dict)
     _finished_data: dict[str, str] = field(default_factory=dict)
@@ -128,6 +129,8 @@ class StageContext:
 
     def write_jsonl(self, name: str, rows: Iterable[dict]) -> Path:
         """Atomically write data/NAME(.jsonl) — the stage's data artifact."""
+        if not self.main:
+            return self.data_dir / (name if name.endswith(".jsonl") else name + ".jsonl")
         if not name.endswith(".jsonl"):
             name += ".jsonl"
         return write_jsonl(self.data_dir / name, rows)
@@ -135,6 +138,8 @@ class StageContext:
     # --- metrics, progress, report
     def log(self, metrics: dict, step: int) -> None:
         """Append one JSON line {"step": step, **metrics} to metrics.jsonl (flushed, so a kill loses at most it)."""
+        if not self.main:
+            return
         self.out_dir.mkdir(parents=True, exist_ok=True)
         row = {"step": int(step), "time": round(time.time(), 3)}
         for k, v in metrics.items():
@@ -145,6 +150,8 @@ class StageContext:
 
     def truncate_metrics(self, step: int) -> None:
         """On resume from a checkpoint at `step`, drop the lines logged after it (they will be logged again)."""
+        if not self.main:
+            return
         rows = [r for r in read_jsonl(self.metrics_path) if r.get("step", 0) <= step]
         write_jsonl(self.metrics_path, rows)
 
@@ -154,7 +161,10 @@ class StageContext:
 
     @contextmanager
     def progress(self, total: int | None, description: str | None = None, completed: int = 0):
-        """Rich progress bar for this stage; yields `update(advance=1, completed=None, **fields)`."""
+        """Rich progress bar for this stage; yields `update(advance=1, completed=None, **fields)` (rank 0 shows it)."""
+        if not self.main:
+            yield lambda *a, **k: None
+            return
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
         cols = [TextColumn("[bold blue]{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -172,6 +182,8 @@ class StageContext:
             yield update
 
     def print(self, *args, **kwargs) -> None:
+        if not self.main:
+            return
         from rich.console import Console
 
         (self.console or Console()).print(*args, **kwargs)
@@ -179,6 +191,8 @@ class StageContext:
     # --- model and checkpoints
     def save_model(self, model, tokenizer=None) -> Path:
         """save_pretrained (safetensors) + tokenizer into model/, atomically."""
+        if not self.main:
+            return self.model_dir
         with atomic_dir(self.model_dir) as tmp:
             model.save_pretrained(tmp, safe_serialization=True)
             if tokenizer is not None:
@@ -205,6 +219,8 @@ class StageContext:
     def discard_incomplete_checkpoints(self) -> list[Path]:
         """Delete `checkpoint-N` dirs without the `.complete` marker (a kill during the save). Only a running stage
         calls this (the pipeline holds the output dir's run lock then), never a read command."""
+        if not self.main:
+            return []
         gone = []
         if self.checkpoint_dir.is_dir():
             for d in self.checkpoint_dir.iterdir():
@@ -216,6 +232,8 @@ class StageContext:
     def set_aside_bad_checkpoints(self) -> list[Path]:
         """Run path only: rename complete-but-corrupt checkpoints (truncated or damaged files) to .corrupt-NAME, so
         the newest good one is resumed from and no later save lands in a dir that still says `.complete`."""
+        if not self.main:
+            return []
         moved = []
         for _, d in self.checkpoints():
             if (d.name.startswith("checkpoint-") and not (d / COMPLETE_MARKER).exists()):
@@ -247,6 +265,8 @@ class StageContext:
         leaves them, "weights" (the default) deletes their optimizer state (optimizer.pt, scheduler.pt; pretrain's
         state.pt), "none" deletes the checkpoints dir. Only dirs r1lab names (checkpoint-N, step_N) in this
         r1lab-made stage dir are touched. Returns the bytes freed."""
+        if not self.main:
+            return 0
         if keep == "all" or not self.checkpoint_dir.is_dir():
             return 0
         freed = 0
@@ -270,6 +290,8 @@ class StageContext:
     def drop_nonfinite_checkpoints(self) -> list[Path]:
         """After a divergence: delete the newest checkpoints whose weights hold NaN/inf (ours, in our stage dir),
         so the newest left is the last finite one and a rerun resumes there. Returns what it deleted."""
+        if not self.main:
+            return []
         dropped = []
         for _, d in self.checkpoints():
             try:
@@ -285,6 +307,10 @@ class StageContext:
     @staticmethod
     def mark_checkpoint_complete(checkpoint: str | Path) -> None:
         """The commit point of a checkpoint: `.complete` lists every file's size (checked before a resume)."""
+        from r1lab import dist
+
+        if not dist.is_main():
+            return
         d = Path(checkpoint)
         sizes = {str(f.relative_to(d)): f.stat().st_size for f in sorted(d.rglob("*"))
                  if f.is_file() and f.name != COMPLETE_MARKER and not f.name.startswith(".")}

@@ -35,6 +35,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
+from r1lab import dist
 from r1lab.io import atomic_dir, read_jsonl
 from r1lab.loading import load_model, load_tokenizer
 from r1lab.params import DataSpec, RewardSpec
@@ -189,13 +190,14 @@ def _student_path(ctx: StageContext, p: Params, tok) -> str:
     from base_model import DeepSeekForCausalLM, get_preset
 
     init = ctx.out_dir / "_student_init"
-    if not (init / "config.json").exists():
+    if ctx.main and not (init / "config.json").exists():
         torch.manual_seed(ctx.seed if p.seed is None else p.seed)
         cfg = get_preset(p.student, **{"vocab_size": len(tok), **p.student_overrides})
         cfg.eos_token_id, cfg.pad_token_id = tok.eos_token_id, tok.pad_token_id
         with atomic_dir(init) as tmp:
             DeepSeekForCausalLM(cfg).save_pretrained(tmp, safe_serialization=True)
             tok.save_pretrained(tmp)
+    dist.barrier()                     # rank 0 wrote it; every rank starts from it
     return str(init)
 
 

@@ -195,7 +195,7 @@ def run(ctx: StageContext) -> dict:
     hist = [h for h in trainer.state.log_history if "reward" in h]
     curve = [{"step": h["step"], "accuracy": h.get(f"rewards/{acc}/mean"),
               "length": h.get("completions/mean_length"), "reward": h.get("reward")} for h in hist]
-    plot = plot_r1_zero(curve, ctx.plots_dir / "r1_zero.png", title=f"{ctx.name}: {acc}") if curve else None
+    plot = plot_r1_zero(curve, ctx.plots_dir / "r1_zero.png", title=f"{ctx.name}: {acc}") if curve and ctx.main else None
 
     def first_last(key):
         vals = [c[key] for c in curve if c.get(key) is not None]

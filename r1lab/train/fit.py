@@ -53,8 +53,9 @@ def train_and_save(ctx, trainer, tok, lora: bool):
             "trainable_params": sum(x.numel() for x in trained.parameters() if x.requires_grad),
             "total_params": sum(x.numel() for x in trained.parameters())}
     if lora:
-        with atomic_dir(ctx.out_dir / "adapter") as tmp:
-            trained.save_pretrained(tmp)
+        if ctx.main:
+            with atomic_dir(ctx.out_dir / "adapter") as tmp:
+                trained.save_pretrained(tmp)
         trained = trained.merge_and_unload()
     _unpatch_forward(trained)
     ctx.save_model(trained, tok)

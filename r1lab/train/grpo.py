@@ -181,12 +181,12 @@ def completions_recorder(trainer, path, per_step: int):
 
     class CompletionsRecorder(TrainerCallback):
         def on_train_begin(self, args, state, control, **kw):
-            if path.exists():
+            if path.exists() and state.is_world_process_zero:
                 write_jsonl(path, [r for r in read_jsonl(path) if r.get("step", 0) <= state.global_step])
 
         def on_log(self, args, state, control, logs=None, **kw):
             logs_ = getattr(trainer, "_logs", None)
-            if not logs or "reward" not in logs or not logs_ or not logs_.get("prompt"):
+            if not state.is_world_process_zero or not logs or "reward" not in logs or not logs_ or not logs_.get("prompt"):
                 return
             prompts, comps = list(logs_["prompt"]), list(logs_["completion"])
             rewards = {name: list(v) for name, v in logs_["rewards"].items()}

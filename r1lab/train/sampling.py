@@ -23,6 +23,7 @@ from typing import Literal
 
 from pydantic import Field
 
+from r1lab import dist
 from r1lab.errors import DataError
 from r1lab.loading import load_tokenizer
 from r1lab.params import DataBlock, RewardsBlock, short_name
@@ -119,8 +120,11 @@ def rejection_sample(ctx, p, model_path: str, tokenizer_path: str) -> dict:
     n_tokens_total, t_gen = 0, 0.0
     # the rewards get TRL's call: conversational completions, completion_ids, trainer_state, log_metric, log_extra
     state, logged = TrainerState(), defaultdict(list)
+    rank, size = dist.world()      # more than one process: each samples every size-th batch, rank 0 writes
     with ctx.progress(len(rows), f"{ctx.name}: sampling") as update:
         for b in range(0, len(rows), p.batch_prompts):
+            if (b // p.batch_prompts) % size != rank:
+                continue
             batch = rows[b:b + p.batch_prompts]
             msgs = [prompt_messages(r, p.system_prompt) for r in batch]
             ids = [chat_prompt_ids(tok, m) for m in msgs]
@@ -161,16 +165,31 @@ def rejection_sample(ctx, p, model_path: str, tokenizer_path: str) -> dict:
                 kept_ids = {s["index"] for s in kept}
                 for s in per_prompt[i]:
                     if s["index"] not in kept_ids and len(rejected) < 4:
-                        rejected.append({"prompt": row["prompt"], "completion": s["text"], "reward": s["total"],
+                        rejected.append({"_batch": b, "prompt": row["prompt"], "completion": s["text"], "reward": s["total"],
                                          "rewards": s["scores"]})
                 for s in kept:
                     cols_kept = {k: v for k, v in row.items() if k not in ("prompt", "solution", "messages", "id")}
-                    out_rows.append({**cols_kept, **s["extra"], "id": f"{pid}-s{s['index']}", "prompt_id": pid,
+                    out_rows.append({"_batch": b, **cols_kept, **s["extra"], "id": f"{pid}-s{s['index']}", "prompt_id": pid,
                                      "prompt": row["prompt"],
                                      "completion": s["text"], "reward": s["total"], "rewards": s["scores"],
                                      "n_tokens": s["n_tokens"], "sample_index": s["index"], "model": model_path})
             update(advance=len(batch), kept=len(out_rows))
 
+    if size > 1:                   # every rank's batches, in batch order, on every rank
+        parts = dist.gather((out_rows, dict(stats), reasons, rejected, dict(logged), n_tokens_total, t_gen))
+        out_rows = sorted((r for part in parts for r in part[0]), key=lambda r: r["_batch"])
+        rejected = sorted((r for part in parts for r in part[3]), key=lambda r: r["_batch"])[:4]
+        stats, reasons, logged = defaultdict(lambda: {"prompts": 0, "sampled": 0, "kept": 0, "prompts_with_kept": 0}), Counter(), defaultdict(list)
+        for part in parts:
+            for key, st in part[1].items():
+                for f, v in st.items():
+                    stats[key][f] += v
+            reasons.update(part[2])
+            for k, v in part[4].items():
+                logged[k] += v
+        n_tokens_total, t_gen = sum(part[5] for part in parts), max(part[6] for part in parts)
+    for r in out_rows + rejected:
+        r.pop("_batch", None)
     ctx.write_jsonl("samples", out_rows)
     if logged:
         ctx.log({k: sum(v) / len(v) for k, v in logged.items()}, step=0)
