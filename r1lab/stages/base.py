@@ -189,12 +189,13 @@ class StageContext:
         (self.console or Console()).print(*args, **kwargs)
 
     # --- model and checkpoints
-    def save_model(self, model, tokenizer=None) -> Path:
-        """save_pretrained (safetensors) + tokenizer into model/, atomically."""
+    def save_model(self, model, tokenizer=None, state_dict=None) -> Path:
+        """save_pretrained (safetensors) + tokenizer into model/, atomically (rank 0). `state_dict`: the full weights
+        gathered from a sharded model (FSDP, ZeRO-3), saved into `model`'s architecture."""
         if not self.main:
             return self.model_dir
         with atomic_dir(self.model_dir) as tmp:
-            model.save_pretrained(tmp, safe_serialization=True)
+            model.save_pretrained(tmp, safe_serialization=True, **({"state_dict": state_dict} if state_dict else {}))
             if tokenizer is not None:
                 tokenizer.save_pretrained(tmp)
         return self.model_dir

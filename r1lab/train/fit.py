@@ -49,6 +49,11 @@ def train_and_save(ctx, trainer, tok, lora: bool):
     else:
         out = trainer.train(resume_from_checkpoint=ckpt)
     trained = trainer.model
+    full = None
+    if (getattr(trainer, "is_fsdp_enabled", False) or getattr(trainer, "is_deepspeed_enabled", False)) and not lora:
+        # sharded weights: every rank takes part in gathering them; rank 0 saves (GPU-only path, not tested here)
+        full = trainer.accelerator.get_state_dict(trainer.model_wrapped)
+        trained = trainer.accelerator.unwrap_model(trainer.model_wrapped)
     info = {"resumed_from": resumed_from,
             "trainable_params": sum(x.numel() for x in trained.parameters() if x.requires_grad),
             "total_params": sum(x.numel() for x in trained.parameters())}
@@ -58,7 +63,7 @@ def train_and_save(ctx, trainer, tok, lora: bool):
                 trained.save_pretrained(tmp)
         trained = trained.merge_and_unload()
     _unpatch_forward(trained)
-    ctx.save_model(trained, tok)
+    ctx.save_model(trained, tok, state_dict=full)
     return out, info
 
 
