@@ -128,11 +128,14 @@ def main(argv=None):
     ap.add_argument("--batches", type=int, nargs="+", default=[8, 64, 256])
     ap.add_argument("--new", type=int, default=160)
     ap.add_argument("--prompt-len", type=int, default=48)
-    ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--threads", type=int, default=1, help="per engine (1: the box is shared; OpenMP threads "
+                                                           "that outnumber free cores spin-wait each other)")
     ap.add_argument("--hf-max-seconds", type=float, default=600, help="skip an HF batch estimated to take longer")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "rollout_bench.json"))
     args = ap.parse_args(argv)
 
+    os.environ["OMP_NUM_THREADS"] = str(args.threads)            # the vLLM worker inherits it (unbound threads)
+    os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", "nobind")
     import torch
 
     torch.set_num_threads(args.threads)

@@ -10,7 +10,8 @@ from r1lab.rollout.base import RolloutEngine, Sample, SamplingParams, cut_at_sto
 
 
 def get_engine(name: str, model, tokenizer, **kwargs) -> RolloutEngine:
-    """'native' (default, anywhere), 'vllm' (needs vllm + a GPU), 'auto' (vllm when available, else native)."""
+    """'native' (default, anywhere), 'vllm' (vLLM: in-process, or on CPU through the .venv-vllm worker; see
+    r1lab/rollout/vllm.py), 'auto' (vllm when importable here and a GPU is present, else native)."""
     if name == "auto":
         from r1lab.rollout.vllm import vllm_available
 

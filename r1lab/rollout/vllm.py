@@ -93,16 +93,29 @@ def llm_kwargs_for(path: str, cpu: bool, **overrides) -> dict:
     if cpu:
         kw.update(dtype="float32", enforce_eager=True, kv_cache_memory_bytes=1 << 30,
                   compilation_config={"custom_ops": ["-rotary_embedding"]})
+    else:                                        # colocated with a trainer: leave it most of the GPU
+        kw.update(dtype="auto", gpu_memory_utilization=0.4)
     kw.update({k: v for k, v in overrides.items() if v is not None})
     return kw
 
 
+_SET_MLA_DISABLE = False
+
+
 def _mla_env(path: str, cpu: bool) -> None:
-    """Before vllm is imported: on CPU, heads other than 576 go through vLLM's non-MLA path."""
+    """Before the engine is built: on CPU, MLA heads other than 576 go through vLLM's non-MLA path. (One
+    setting per process: build engines of both kinds in one process and the first one's may stick, since vLLM
+    may cache its environment; the worker backend gives each engine its own process.)"""
+    global _SET_MLA_DISABLE
     cfg = _read_config(path)
     head = (cfg.get("kv_lora_rank") or 0) + (cfg.get("qk_rope_head_dim") or 0)
     if cpu and cfg.get("kv_lora_rank") and head != CPU_MLA_HEAD:
-        os.environ["VLLM_MLA_DISABLE"] = "1"
+        if os.environ.get("VLLM_MLA_DISABLE") != "1":
+            os.environ["VLLM_MLA_DISABLE"] = "1"
+            _SET_MLA_DISABLE = True
+    elif _SET_MLA_DISABLE:
+        os.environ.pop("VLLM_MLA_DISABLE", None)
+        _SET_MLA_DISABLE = False
 
 
 def _keep_cpu_linear_weights() -> None:
@@ -141,6 +154,8 @@ class LocalVLLM:
     def __init__(self, path: str, tokenizer_path: str | None = None, **overrides):
         cpu = not _cuda()
         os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"     # the model lives here: in-memory weight sync
+        if cpu:   # vLLM-CPU pins one OpenMP thread per core by default; follow this process's thread policy instead
+            os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", "nobind")
         _mla_env(path, cpu)
         from vllm import LLM
 
