@@ -17,6 +17,8 @@ RUN_PRESETS: dict[str, dict] = {
                  vocab_size=512, tokenizer_docs=2000, log_every=1, ckpt_every=10),
     "tiny": dict(seq_len=256, batch_size=8, micro_batch_size=8, max_steps=1000, warmup_steps=40, lr=2e-3,
                  vocab_size=4096, tokenizer_docs=20000, log_every=10, ckpt_every=100),
+    "tiny-576": dict(seq_len=256, batch_size=8, micro_batch_size=8, max_steps=1000, warmup_steps=40, lr=2e-3,
+                     vocab_size=4096, tokenizer_docs=20000, log_every=10, ckpt_every=100),
     "student": dict(seq_len=256, batch_size=8, micro_batch_size=8, max_steps=500, warmup_steps=30, lr=3e-3,
                     vocab_size=4096, tokenizer_docs=20000, log_every=10, ckpt_every=100),
     "small": dict(seq_len=1024, batch_size=64, micro_batch_size=16, max_steps=20000, warmup_steps=1000, lr=1e-3,

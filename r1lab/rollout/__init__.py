@@ -7,7 +7,8 @@ TRL's trainer as its `rollout_func`), rejection sampling, distillation's teacher
 
 Engines: "native" (in-process; our latent-KV-cache generate for DeepSeekForCausalLM, `model.generate` for any other
 causal LM), "hf" (plain `model.generate` for every model: the reference the native engine is checked against),
-"vllm" (vLLM), "auto" (vllm where it is available, else native). The pipeline's `rollout:` picks the engine of every
+"vllm" (vLLM: in-process, or on CPU through the .venv-vllm worker; see r1lab/rollout/vllm.py), "auto" (vllm
+where it is importable here and a GPU is present, else native). The pipeline's `rollout:` picks the engine of every
 stage that samples; a stage's own `engine:` overrides it.
 """
 from __future__ import annotations
