@@ -78,3 +78,18 @@ def test_grpo_rejection_sampling_and_eval_all_generate_through_the_rollout_engin
                for x in f.read_text().splitlines()]
     assert len(answers) == 3 * 3 and {a["completion"] for a in answers} == {CANNED}   # 2 samples + greedy each
     assert res["eval"]["action"] != "failed"
+
+
+def test_rollout_logprobs_are_the_trainers_and_their_gap_is_logged(tmp_path, nano_deepseek):
+    """The native engine samples with our latent-KV-cache decode; the trainer scores the same tokens with a full
+    forward. `log_rollout_mismatch` logs the gap each step; for the same fp32 weights it is rounding only."""
+    stage = {"name": "grpo", "kind": "grpo", "max_steps": 2, "num_generations": 2, "per_device_train_batch_size": 4,
+             "max_completion_length": 12, "save_steps": 10, "rewards": ["think_format"], "log_rollout_mismatch": True,
+             "data": [{"task": "arithmetic", "n": 4, "difficulty": 1}]}
+    cfg = tmp_path / "p.yaml"
+    cfg.write_text(yaml.safe_dump({"name": "mm", "seed": 0, "output_dir": str(tmp_path / "out"), "rollout": "native",
+                                   "model": str(nano_deepseek), "stages": [stage]}))
+    run_pipeline(load_pipeline(cfg))
+    rows = [json.loads(x) for x in (tmp_path / "out" / "grpo" / "metrics.jsonl").read_text().splitlines()]
+    gaps = [r["rollout/logprob_diff_max"] for r in rows if "rollout/logprob_diff_max" in r]
+    assert len(gaps) == 2 and all(0 <= g < 1e-3 for g in gaps), gaps

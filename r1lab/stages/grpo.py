@@ -36,6 +36,7 @@ from r1lab.loading import load_model, load_tokenizer
 from r1lab.params import DataBlock, DataSpec, RewardsBlock
 from r1lab.io import read_jsonl
 from r1lab.report import plot_r1_zero, samples_table
+from r1lab.rollout import resolve_engine
 from r1lab.stages.base import StageContext
 from r1lab.train.args import grpo_config, peft_config
 from r1lab.train.fit import prepare, quiet, train_and_save
@@ -63,6 +64,8 @@ class Params(TRLParams, RewardsBlock, DataBlock):   # data, rewards, then r1lab'
     max_prompt_length: int | None = Field(256, ge=1, description="prompts longer than this (tokens) are dropped")
     engine: Literal["native", "vllm", "hf", "auto"] | None = Field(None, description="rollout engine (default: the "
                                                                   "pipeline's `rollout:`)")
+    log_rollout_mismatch: bool | None = Field(None, description="log |trainer - rollout| token logprobs each step "
+                                              "(default: on with vllm)")
     min_isolation: Literal["rlimits", "partial", "namespaces"] | None = Field(
         None, description="refuse to run unless the code sandbox reaches this isolation here (rewards/README.md)")
 
@@ -175,7 +178,8 @@ def build_trainer(ctx: StageContext, p: Params, seed: int, callbacks=()):
         p, "vllm_gpu_memory_utilization") else None
     with reference_loader(load_model), warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*rollout_func.*experimental")
-        trainer = trainer_class(p.dynamic_sampling)(
+        mismatch = p.log_rollout_mismatch if p.log_rollout_mismatch is not None else resolve_engine(engine) == "vllm"
+        trainer = trainer_class(p.dynamic_sampling, mismatch)(
             model=model, reward_funcs=funcs, args=args, train_dataset=train, processing_class=tok,
             peft_config=peft_config(p.lora), callbacks=list(callbacks),
             rollout_func=rollout_func(engine, tok, seed, engine_kwargs))

@@ -91,9 +91,11 @@ def accuracy_name(p, names: list[str]) -> str:
     return next((n for n in names if "accuracy" in n or "tests" in n), names[0])
 
 
-def trainer_class(dynamic_sampling: bool):
+def trainer_class(dynamic_sampling: bool, log_mismatch: bool = False):
     """TRL's GRPOTrainer, logging the share of flat groups (`groups/flat`: all rewards equal, no gradient) and,
-    with dynamic sampling, masking those groups out (see the module doc)."""
+    with dynamic sampling, masking those groups out (see the module doc). `log_mismatch`: log how far the rollout
+    engine's token logprobs are from the trainer's on the same tokens (one more forward per step unless TRL already
+    computed the old policy's logprobs): what importance-sampling correction would need."""
     from trl import GRPOTrainer
 
     class R1GRPOTrainer(GRPOTrainer):
@@ -106,9 +108,31 @@ def trainer_class(dynamic_sampling: bool):
             mode = "train" if self.model.training else "eval"
             flat = flat_groups(self, len(inputs), self.num_generations if mode == "train" else self.num_generations_eval)
             self._metrics[mode]["groups/flat"].append(float(flat.float().mean()))
+            if log_mismatch and out.get("sampling_per_token_logps") is not None:
+                for k, v in rollout_mismatch(self, out).items():
+                    self._metrics[mode][k].append(v)
             return drop_flat_groups(self, out, flat) if dynamic_sampling else out
 
     return R1GRPOTrainer
+
+
+def rollout_mismatch(trainer, out: dict) -> dict:
+    """|log π_trainer(t) - log π_rollout(t)| over the completion tokens: mean and max (the rollout engine's logprobs
+    are TRL's `sampling_per_token_logps`)."""
+    import torch
+
+    mask = out["completion_mask"].bool()
+    trainer_lp = out.get("old_per_token_logps")
+    if trainer_lp is None:
+        ids = torch.cat([out["prompt_ids"], out["completion_ids"]], dim=1)
+        att = torch.cat([out["prompt_mask"], out["completion_mask"]], dim=1)
+        with torch.no_grad():
+            trainer_lp = trainer._get_per_token_logps_and_entropies(trainer.model, ids, att, out["completion_ids"].size(1))[0]
+    diff = (trainer_lp - out["sampling_per_token_logps"]).abs()[mask]
+    diff = diff[torch.isfinite(diff)]
+    if diff.numel() == 0:
+        return {}
+    return {"rollout/logprob_diff_mean": float(diff.mean()), "rollout/logprob_diff_max": float(diff.max())}
 
 
 def flat_groups(trainer, n_local: int, g: int):
