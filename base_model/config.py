@@ -38,13 +38,6 @@ PRESETS: dict[str, dict] = {
                  q_lora_rank=128, kv_lora_rank=64, qk_nope_head_dim=32, qk_rope_head_dim=16, v_head_dim=32,
                  n_routed_experts=8, n_shared_experts=1, num_experts_per_tok=2, n_group=4, topk_group=2,
                  routed_scaling_factor=1.0, num_nextn_predict_layers=1, max_position_embeddings=1024),
-    # `tiny` with V3's latent geometry (kv_lora_rank 512 + qk_rope_head_dim 64 = MLA head 576), the one head
-    # vLLM's CPU MLA kernel serves: ≈6.8M parameters (≈8M with MTP), for vLLM-CPU rollouts
-    "tiny-576": dict(vocab_size=4096, hidden_size=256, intermediate_size=768, moe_intermediate_size=128,
-                     num_hidden_layers=4, first_k_dense_replace=1, num_attention_heads=4, num_key_value_heads=4,
-                     q_lora_rank=128, kv_lora_rank=512, qk_nope_head_dim=32, qk_rope_head_dim=64, v_head_dim=32,
-                     n_routed_experts=8, n_shared_experts=1, num_experts_per_tok=2, n_group=4, topk_group=2,
-                     routed_scaling_factor=1.0, num_nextn_predict_layers=1, max_position_embeddings=1024),
     # distillation student for `tiny`: ≤ 1/4 of its parameters (MTP not counted on either side)
     "student": dict(vocab_size=4096, hidden_size=128, intermediate_size=256, moe_intermediate_size=48,
                     num_hidden_layers=3, first_k_dense_replace=1, num_attention_heads=4, num_key_value_heads=4,
@@ -64,6 +57,9 @@ PRESETS: dict[str, dict] = {
                           n_routed_experts=16, n_shared_experts=1, num_experts_per_tok=4, n_group=4, topk_group=2,
                           routed_scaling_factor=2.5, num_nextn_predict_layers=0, max_position_embeddings=4096),
 }
+# `tiny` with V3's latent geometry (kv_lora_rank 512 + qk_rope_head_dim 64 = MLA head 576), the one head vLLM's CPU
+# MLA kernel serves: ≈6.9M parameters (≈8.3M with MTP), for vLLM-CPU rollouts
+PRESETS["tiny-576"] = {**PRESETS["tiny"], "kv_lora_rank": 512, "qk_rope_head_dim": 64}
 
 
 def get_preset(name: str, **overrides) -> DeepSeekConfig:

@@ -17,13 +17,12 @@ RUN_PRESETS: dict[str, dict] = {
                  vocab_size=512, tokenizer_docs=2000, log_every=1, ckpt_every=10),
     "tiny": dict(seq_len=256, batch_size=8, micro_batch_size=8, max_steps=1000, warmup_steps=40, lr=2e-3,
                  vocab_size=4096, tokenizer_docs=20000, log_every=10, ckpt_every=100),
-    "tiny-576": dict(seq_len=256, batch_size=8, micro_batch_size=8, max_steps=1000, warmup_steps=40, lr=2e-3,
-                     vocab_size=4096, tokenizer_docs=20000, log_every=10, ckpt_every=100),
     "student": dict(seq_len=256, batch_size=8, micro_batch_size=8, max_steps=500, warmup_steps=30, lr=3e-3,
                     vocab_size=4096, tokenizer_docs=20000, log_every=10, ckpt_every=100),
     "small": dict(seq_len=1024, batch_size=64, micro_batch_size=16, max_steps=20000, warmup_steps=1000, lr=1e-3,
                   vocab_size=32768, tokenizer_docs=200000, log_every=20, ckpt_every=1000),
 }
+RUN_PRESETS["tiny-576"] = RUN_PRESETS["tiny"]
 
 DEFAULT_SAMPLE_PROMPTS = ["What is 23 + 45?", "What is 507 + 386?", "Compute 91 - 37.", "What is 46 * 7?",
                           "Solve for x: x + 12 = 30", "Solve for x: 3x + 4 = 19",
