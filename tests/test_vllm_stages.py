@@ -24,7 +24,7 @@ torch.set_num_threads(1)
 def trained(tmp_path_factory, tiny_tok):
     from test_vllm import GEOM_576, train_small
 
-    return train_small(tmp_path_factory.mktemp("trained"), tiny_tok, GEOM_576, steps=150)
+    return train_small(tmp_path_factory.mktemp("trained"), tiny_tok, GEOM_576, steps=150)[0]   # (dir, loss)
 
 
 def _run(tmp_path, model, rollout: str, stages: list) -> dict:
