@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import time
 
 from r1lab.params import short_name
 
@@ -37,7 +38,9 @@ def rollout_func(engine_name: str, tokenizer, seed: int, engine_kwargs: dict | N
         if state["engine"] is None:
             state["engine"] = get_engine(engine_name, model, tokenizer, **(engine_kwargs or {}))
         elif state["step"] != step:
+            t0 = time.perf_counter()
             state["engine"].sync_weights(model)
+            trainer._metrics["train"]["rollout/weight_sync_s"].append(time.perf_counter() - t0)
         if state["step"] != step:
             state["step"], state["calls"] = step, 0
         g = trainer.num_generations if model.training else trainer.num_generations_eval
