@@ -190,7 +190,7 @@ def _student_path(ctx: StageContext, p: Params, tok) -> str:
     from base_model import DeepSeekForCausalLM, get_preset
 
     init = ctx.out_dir / "_student_init"
-    if ctx.main and not (init / "config.json").exists():
+    if dist.is_main() and not (init / "config.json").exists():
         torch.manual_seed(ctx.seed if p.seed is None else p.seed)
         cfg = get_preset(p.student, **{"vocab_size": len(tok), **p.student_overrides})
         cfg.eos_token_id, cfg.pad_token_id = tok.eos_token_id, tok.pad_token_id
