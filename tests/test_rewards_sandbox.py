@@ -17,11 +17,13 @@ OK_TEST = ["assert f() == 1"]
 
 
 def sandbox_processes() -> list[int]:
-    """pids of live processes owned by sandbox uids (>= 200000)."""
+    """pids of live processes running as sandbox uids (effective uid >= 200000). The math reward's jailed sympy
+    workers (rewards/jail_setup.py) keep effective uid 0 with a high real uid, and live as long as their pool: they
+    are not code-sandbox processes."""
     pids = []
     for d in Path("/proc").iterdir():
         try:
-            uid = int((d / "status").read_text().split("\nUid:")[1].split()[0])
+            uid = int((d / "status").read_text().split("\nUid:")[1].split()[1])
         except (OSError, IndexError, ValueError):
             continue
         if uid >= 200000:
