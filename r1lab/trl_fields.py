@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import math
 import typing
 from typing import ClassVar
@@ -53,8 +54,9 @@ def trl_config_class(name: str):
     return getattr(trl, name)
 
 
+@functools.lru_cache(maxsize=None)
 def trl_field_types(name: str) -> dict:
-    """{field: type} of a TRL config dataclass."""
+    """{field: type} of a TRL config dataclass (read once per class; callers must not modify it)."""
     cls = trl_config_class(name)
     hints = typing.get_type_hints(cls)
     return {f.name: hints.get(f.name, typing.Any) for f in dataclasses.fields(cls) if f.init}
