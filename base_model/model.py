@@ -120,8 +120,10 @@ class DeepSeekModel(DeepSeekPreTrainedModel):
         self.embed_tokens = value
 
     def forward(self, input_ids=None, attention_mask=None, position_ids=None, inputs_embeds=None,
-                cache: LatentCache | None = None, past_key_values=None, **kwargs) -> DeepSeekModelOutput:
+                cache: LatentCache | None = None, past_key_values=None, routed_experts=None,
+                **kwargs) -> DeepSeekModelOutput:
         """Final-normed hidden states [B,S,D] (+ cos, sin, mask for the MTP heads). `cache` is a LatentCache;
+        `routed_experts` [B, S, n_moe_layers, K]: the experts each MoE layer uses (router replay; -1 rows choose).
         transformers-style kwargs (use_cache, output_attentions, ...) are accepted and ignored."""
         if not isinstance(cache, LatentCache):
             cache = past_key_values if isinstance(past_key_values, LatentCache) else None
@@ -132,15 +134,23 @@ class DeepSeekModel(DeepSeekPreTrainedModel):
         if position_ids is not None:
             pos = position_ids
         cos, sin = self.rotary_emb(pos)
+        if routed_experts is not None and routed_experts.shape[:2] != (b, s):
+            raise ValueError(f"routed_experts: shape {tuple(routed_experts.shape)} does not match the input's {(b, s)}")
+        j = 0
         for layer in self.main_layers:
-            if self.gradient_checkpointing and self.training:
-                x = self._gradient_checkpointing_func(layer.__call__, x, cos, sin, mask, None)
+            routes = None
+            if routed_experts is not None and isinstance(layer.mlp, MoE):
+                routes, j = routed_experts[:, :, j], j + 1
+            if self.gradient_checkpointing and self.training:    # routes go in as an argument: the recompute sees them
+                x = self._gradient_checkpointing_func(layer.__call__, x, cos, sin, mask, None, routes)
             else:
-                x = layer(x, cos, sin, mask, cache)
+                x = layer(x, cos, sin, mask, cache, routes)
         return DeepSeekModelOutput(self.norm(x), (cos, sin, mask), cache)
 
 
 class DeepSeekForCausalLM(DeepSeekPreTrainedModel, GenerationMixin):
+    replay_routes: torch.Tensor | None = None    # set by base_model.routing.replay for the forwards inside it
+
     def __init__(self, config: DeepSeekConfig):
         super().__init__(config)
         self.model = DeepSeekModel(config)
@@ -166,10 +176,14 @@ class DeepSeekForCausalLM(DeepSeekPreTrainedModel, GenerationMixin):
     # --- forward ---
     def forward(self, input_ids=None, attention_mask=None, position_ids=None, past_key_values=None,
                 inputs_embeds=None, labels=None, use_cache=None, logits_to_keep=0, num_items_in_batch=None,
-                return_dict=None, cache=None, **kwargs) -> DeepSeekCausalLMOutput:
-        """`cache` (transformers >= 5.24's name) or `past_key_values` (the older one): a LatentCache."""
+                return_dict=None, cache=None, routed_experts=None, **kwargs) -> DeepSeekCausalLMOutput:
+        """`cache` (transformers >= 5.24's name) or `past_key_values` (the older one): a LatentCache.
+        `routed_experts`: router replay (see base_model/routing.py; `routing.replay` sets it for callers like TRL
+        that build the forward's arguments themselves)."""
         cache = next((c for c in (cache, past_key_values) if isinstance(c, LatentCache)), None)
-        out = self.model(input_ids, attention_mask, position_ids, inputs_embeds, cache)
+        if routed_experts is None:
+            routed_experts = self.replay_routes
+        out = self.model(input_ids, attention_mask, position_ids, inputs_embeds, cache, routed_experts=routed_experts)
         h, (cos, sin, mask) = out.last_hidden_state, out.rope_and_mask
         if cache is not None:
             cache.length += h.shape[1]

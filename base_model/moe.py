@@ -40,8 +40,10 @@ class Gate(nn.Module):
         self.weight = nn.Parameter(torch.empty(config.n_routed_experts, config.hidden_size))
         self.register_buffer("e_score_correction_bias", torch.zeros(config.n_routed_experts, dtype=torch.float32))
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """x [T, D] -> weights [T, K] (fp32), expert indices [T, K], affinities s [T, E] (fp32)."""
+    def forward(self, x: torch.Tensor, replay: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """x [T, D] -> weights [T, K] (fp32), expert indices [T, K], affinities s [T, E] (fp32).
+        `replay` [T, K]: use these experts instead of choosing (router replay; a row starting with -1 chooses as
+        usual). The mixing weights are still the current gate's affinities of the experts used, so the gate learns."""
         scores = F.linear(x.float(), self.weight.float()).sigmoid()
         biased = scores.detach() + self.e_score_correction_bias.float()
         t, e = biased.shape
@@ -52,6 +54,8 @@ class Gate(nn.Module):
             group_mask = torch.zeros_like(group_score, dtype=torch.bool).scatter_(1, keep, True)
             biased = biased.masked_fill(~group_mask.repeat_interleave(e // self.n_group, dim=1), float("-inf"))
         idx = biased.topk(self.top_k, dim=-1).indices
+        if replay is not None:
+            idx = torch.where(replay[:, :1] >= 0, replay.to(idx.dtype), idx)
         weights = scores.gather(1, idx)
         if self.norm_topk_prob:
             weights = weights / (weights.sum(-1, keepdim=True) + 1e-20)
@@ -69,11 +73,15 @@ class MoE(nn.Module):
         self.shared_experts = MLP(config.hidden_size, config.moe_intermediate_size * config.n_shared_experts)
         self.register_buffer("tokens_per_expert", torch.zeros(config.n_routed_experts), persistent=False)
         self.aux_loss: torch.Tensor | None = None
+        self.recorded: list | None = None     # a list while base_model.routing.record is on: idx [B, S, K] per call
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, routes: torch.Tensor | None = None) -> torch.Tensor:
+        """x [B, S, D]; `routes` [B, S, K]: the experts to use (router replay, see base_model/routing.py)."""
         b, s, d = x.shape
         flat = x.reshape(-1, d)
-        weights, idx, scores = self.gate(flat)
+        weights, idx, scores = self.gate(flat, None if routes is None else routes.reshape(-1, self.top_k))
+        if self.recorded is not None:
+            self.recorded.append(idx.detach().view(b, s, -1).to(torch.int16))
         if (not self.training and not torch.is_grad_enabled() and flat.shape[0] * self.n_experts <= self.dense_decode_pairs
                 and self._plain_experts()):
             return self._dense_decode(flat, weights, idx).view(b, s, d) + self.shared_experts(x)

@@ -1,0 +1,91 @@
+"""Router record and replay (R3) for DeepSeekMoE.
+
+An MoE layer picks each token's experts from its gate's scores. In RL the rollout and the training forward compute
+those scores apart (another engine, another batch shape, another dtype, or weights a step older), so near-ties flip
+and the policy trained is not the one that sampled: the routing drifts. Replay removes that drift: the rollout
+records the experts it used for every token and layer, and the training forward uses the same ones (its gate still
+weighs them, so the gate keeps learning).
+
+    with record(model) as rec:           # generation: after each forward, rec.pop() -> [B, S, n_moe_layers, K]
+        model(ids, ...)
+        routes = rec.pop()
+    with replay(model, routes):          # training: every forward inside uses `routes` (shape [B, S, n_moe, K])
+        model(ids, ...)                  # == model(ids, ..., routed_experts=routes)
+
+A row of -1 (a position the rollout never fed, such as a completion's last token) chooses its experts as usual.
+"""
+from __future__ import annotations
+
+import contextlib
+
+import torch
+
+from base_model.moe import MoE
+
+
+def _causal_lm(model):
+    """The DeepSeekForCausalLM inside `model` (itself, or under a peft / DDP / FSDP wrapper)."""
+    from base_model.model import DeepSeekForCausalLM
+
+    if isinstance(model, DeepSeekForCausalLM):
+        return model
+    found = next((m for m in model.modules() if isinstance(m, DeepSeekForCausalLM)), None)
+    if found is None:
+        raise TypeError(f"router record/replay needs a DeepSeekForCausalLM; got {type(model).__name__}")
+    return found
+
+
+def moe_layers(model) -> list[MoE]:
+    return _causal_lm(model).moe_layers()
+
+
+class Recorder:
+    def __init__(self, layers: list[MoE]):
+        self.layers = layers
+
+    def pop(self) -> torch.Tensor:
+        """The experts of the newest forward: [B, S, n_moe_layers, K] (int16); clears what was recorded."""
+        calls = [m.recorded.pop() for m in self.layers]
+        for m in self.layers:
+            m.recorded.clear()
+        return torch.stack(calls, dim=2)
+
+
+@contextlib.contextmanager
+def record(model):
+    layers = moe_layers(model)
+    for m in layers:
+        m.recorded = []
+    try:
+        yield Recorder(layers)
+    finally:
+        for m in layers:
+            m.recorded = None
+
+
+@contextlib.contextmanager
+def replay(model, routes: torch.Tensor | None):
+    """Every forward of `model` inside uses `routes` [B, S, n_moe_layers, K] (None: no replay)."""
+    lm = _causal_lm(model)
+    prev = lm.replay_routes
+    lm.replay_routes = routes
+    try:
+        yield
+    finally:
+        lm.replay_routes = prev
+
+
+def routing_drift(recorded: torch.Tensor, current: torch.Tensor, mask: torch.Tensor) -> dict:
+    """How often two routings of the same tokens differ: `recorded` and `current` [B, S, L, K], `mask` [B, S] (1 =
+    a token to count; rows of -1 in `recorded` are skipped). Experts are compared as sets (order within top-k does
+    not matter). Returns {"tokens": share of tokens where any layer differs, "token_layers": share of (token,
+    layer) pairs that differ}."""
+    a, b = recorded.long().sort(-1).values, current.long().sort(-1).values
+    known = (recorded[..., 0] >= 0)                                   # [B, S, L]
+    differ = (a != b).any(-1) & known                                 # [B, S, L]
+    m = mask.bool() & known.all(-1)
+    n = int(m.sum())
+    if n == 0:
+        return {"tokens": 0.0, "token_layers": 0.0}
+    return {"tokens": float(differ.any(-1)[m].float().mean()),
+            "token_layers": float(differ[m].float().mean())}
