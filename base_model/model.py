@@ -94,6 +94,9 @@ class DeepSeekPreTrainedModel(PreTrainedModel):
 
 
 class DeepSeekModel(DeepSeekPreTrainedModel):
+    replay_routes: torch.Tensor | None = None    # set by base_model.routing.replay for the forwards inside it
+    # (read here, not in the LM's forward: TRL's fused-LM-head path calls this backbone directly)
+
     def __init__(self, config: DeepSeekConfig):
         super().__init__(config)
         n, d = config.num_hidden_layers, config.num_nextn_predict_layers
@@ -134,6 +137,8 @@ class DeepSeekModel(DeepSeekPreTrainedModel):
         if position_ids is not None:
             pos = position_ids
         cos, sin = self.rotary_emb(pos)
+        if routed_experts is None:
+            routed_experts = self.replay_routes
         if routed_experts is not None and routed_experts.shape[:2] != (b, s):
             raise ValueError(f"routed_experts: shape {tuple(routed_experts.shape)} does not match the input's {(b, s)}")
         j = 0
@@ -149,8 +154,6 @@ class DeepSeekModel(DeepSeekPreTrainedModel):
 
 
 class DeepSeekForCausalLM(DeepSeekPreTrainedModel, GenerationMixin):
-    replay_routes: torch.Tensor | None = None    # set by base_model.routing.replay for the forwards inside it
-
     def __init__(self, config: DeepSeekConfig):
         super().__init__(config)
         self.model = DeepSeekModel(config)
@@ -181,8 +184,6 @@ class DeepSeekForCausalLM(DeepSeekPreTrainedModel, GenerationMixin):
         `routed_experts`: router replay (see base_model/routing.py; `routing.replay` sets it for callers like TRL
         that build the forward's arguments themselves)."""
         cache = next((c for c in (cache, past_key_values) if isinstance(c, LatentCache)), None)
-        if routed_experts is None:
-            routed_experts = self.replay_routes
         out = self.model(input_ids, attention_mask, position_ids, inputs_embeds, cache, routed_experts=routed_experts)
         h, (cos, sin, mask) = out.last_hidden_state, out.rope_and_mask
         if cache is not None:

@@ -66,13 +66,13 @@ def record(model):
 @contextlib.contextmanager
 def replay(model, routes: torch.Tensor | None):
     """Every forward of `model` inside uses `routes` [B, S, n_moe_layers, K] (None: no replay)."""
-    lm = _causal_lm(model)
-    prev = lm.replay_routes
-    lm.replay_routes = routes
+    backbone = _causal_lm(model).model
+    prev = backbone.replay_routes
+    backbone.replay_routes = routes
     try:
         yield
     finally:
-        lm.replay_routes = prev
+        backbone.replay_routes = prev
 
 
 def routing_drift(recorded: torch.Tensor, current: torch.Tensor, mask: torch.Tensor) -> dict:

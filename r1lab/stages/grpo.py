@@ -14,10 +14,11 @@ All of this is TRL's code; this file maps our YAML onto TRL's trainer (the confi
 what we own of GRPO is r1lab/train/grpo.py) and adds:
   * rewards from the registry (name, pkg.mod:fn, path.py:fn) with weights -> TRL's reward_funcs/reward_weights;
     each is called with the batch's dataset columns (TRL's signature is ours);
-  * dynamic sampling (DAPO): TRL has no option for it, so `dynamic_sampling: true` masks out, after scoring,
-    every group whose weighted rewards are all equal — those completions then count in neither the loss nor its
-    token normaliser. DAPO also re-samples to refill the batch; we do not (the step just
-    trains on fewer groups; `dynamic_sampling/kept_groups` logs the share kept);
+  * dynamic sampling (DAPO): `dynamic_sampling: mask` (or true) masks out, after scoring, every group whose weighted
+    rewards are all equal — those completions then count in neither the loss nor its token normaliser;
+    `dynamic_sampling: resample` first generates fresh prompts to take their place (up to max_resample_tries rounds);
+  * DeepSeek-MoE RL: router replay (`router_replay`), truncated importance sampling (`tis_cap`), MTP-drafted
+    rollouts (`mtp_rollouts`, with the MTP head refreshed each round) — r1lab/train/grpo_trainer.py;
   * `groups/flat` in the metrics: the share of groups whose rewards are all equal (no gradient). TRL's own
     `frac_reward_zero_std` misses them when a weight like 0.2 makes the group mean round off (see flat_groups);
   * generation through r1lab's rollout engine (TRL's `rollout_func`): the pipeline's `rollout:` or this stage's
@@ -40,8 +41,8 @@ from r1lab.rollout import resolve_engine
 from r1lab.stages.base import StageContext
 from r1lab.train.args import grpo_config, peft_config
 from r1lab.train.fit import prepare, quiet, train_and_save
-from r1lab.train.grpo import (accuracy_name, completions_recorder, reference_loader, reward_funcs, rollout_func,
-                              trainer_class)
+from r1lab.train.grpo import accuracy_name, completions_recorder, reference_loader, reward_funcs, rollout_func
+from r1lab.train.grpo_trainer import trainer_class
 from r1lab.train.sampling import chat_prompt_ids
 from r1lab.trl_fields import TRLParams
 
@@ -60,7 +61,22 @@ class Params(TRLParams, RewardsBlock, DataBlock):   # data, rewards, then r1lab'
 
     accuracy_reward: str | None = Field(None, description="the reward plotted as accuracy (default: the first "
                                         "whose name has 'accuracy' or 'tests', else the first)")
-    dynamic_sampling: bool = Field(False, description="mask out the groups whose rewards are all equal (DAPO)")
+    dynamic_sampling: Literal[False, True, "mask", "resample"] = Field(
+        False, description="groups whose rewards are all equal (no gradient): true/mask masks them out; resample "
+        "generates fresh prompts to take their place, up to max_resample_tries rounds a step (DAPO)")
+    max_resample_tries: int = Field(3, ge=1, le=32, description="generation rounds per step with dynamic_sampling: "
+                                    "resample, the first included")
+    router_replay: bool = Field(False, description="the training forward uses the experts each token was routed to "
+                                "during the rollout (R3; native engine, DeepSeek MoE models)")
+    log_routing_drift: bool | None = Field(None, description="log the share of tokens the training forward routes "
+                                           "differently from the rollout (one more forward a step; default: on with "
+                                           "router_replay)")
+    tis_cap: float | None = Field(None, gt=0, description="truncated importance sampling: weight each token's loss "
+                                  "by min(π_trainer/π_rollout, tis_cap)")
+    mtp_rollouts: bool = Field(False, description="sample rollouts with MTP self-speculation (exact in distribution; "
+                               "native engine, a model with an MTP head)")
+    mtp_refresh_lr: float | None = Field(None, ge=0, description="learning rate of the MTP head's refresh step after "
+                                         "each generation round (default: 3e-4 with mtp_rollouts; 0: off)")
     max_prompt_length: int | None = Field(256, ge=1, description="prompts longer than this (tokens) are dropped")
     engine: Literal["native", "vllm", "hf", "auto"] | None = Field(None, description="rollout engine (default: the "
                                                                   "pipeline's `rollout:`)")
@@ -90,6 +106,27 @@ class Params(TRLParams, RewardsBlock, DataBlock):   # data, rewards, then r1lab'
                 raise ValueError(f"{key}: r1lab's rollout engines sample with temperature, top_p and top_k only; "
                                  f"unset {key}")
         return self
+
+    @model_validator(mode="after")
+    def _native_only(self):
+        """Router replay and MTP drafts need our engine's recording and drafting."""
+        for key in ("router_replay", "mtp_rollouts"):
+            if getattr(self, key) and (self.engine in ("vllm", "hf") or getattr(self, "use_vllm", False)):
+                raise ValueError(f"{key}: needs the native rollout engine (engine: native), not {self.engine or 'vllm'}")
+        return self
+
+    def rl_options(self, seed: int, engine: str):
+        from r1lab.train.grpo_trainer import RLOptions
+
+        ds = {False: "off", True: "mask"}.get(self.dynamic_sampling, self.dynamic_sampling)
+        mtp_lr = self.mtp_refresh_lr if self.mtp_refresh_lr is not None else (3e-4 if self.mtp_rollouts else 0)
+        return RLOptions(dynamic_sampling=ds, max_resample_tries=self.max_resample_tries,
+                         log_mismatch=self.log_rollout_mismatch if self.log_rollout_mismatch is not None
+                         else engine == "vllm" or self.tis_cap is not None,
+                         router_replay=self.router_replay,
+                         log_routing_drift=self.log_routing_drift if self.log_routing_drift is not None
+                         else self.router_replay,
+                         tis_cap=self.tis_cap, mtp_refresh_lr=mtp_lr or None, seed=seed)
 
     @model_validator(mode="after")
     def _check(self):
@@ -175,11 +212,16 @@ def build_trainer(ctx: StageContext, p: Params, seed: int, callbacks=()):
     args.reward_weights = weights
     engine = ctx.engine_name("vllm" if getattr(p, "use_vllm", False) else p.engine)
     engine_kwargs = {"gpu_memory_utilization": p.vllm_gpu_memory_utilization} if engine == "vllm" and hasattr(
-        p, "vllm_gpu_memory_utilization") else None
+        p, "vllm_gpu_memory_utilization") else {}
+    opts = p.rl_options(seed, resolve_engine(engine))
+    if resolve_engine(engine) == "native":
+        if p.router_replay or opts.log_routing_drift:
+            engine_kwargs["record_routing"] = True
+        if p.mtp_rollouts:
+            engine_kwargs["use_mtp"] = True
     with reference_loader(load_model), warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*rollout_func.*experimental")
-        mismatch = p.log_rollout_mismatch if p.log_rollout_mismatch is not None else resolve_engine(engine) == "vllm"
-        trainer = trainer_class(p.dynamic_sampling, mismatch)(
+        trainer = trainer_class(opts)(
             model=model, reward_funcs=funcs, args=args, train_dataset=train, processing_class=tok,
             peft_config=peft_config(p.lora), callbacks=list(callbacks),
             rollout_func=rollout_func(engine, tok, seed, engine_kwargs))
@@ -215,7 +257,7 @@ def run(ctx: StageContext) -> dict:
     }
     ctx.add_report(
         f"GRPO ({p.loss_type}, G={p.num_generations}, β={p.beta}, ε={p.epsilon}/{p.epsilon_high or p.epsilon}, "
-        f"scale_rewards={p.scale_rewards}{', dynamic sampling' if p.dynamic_sampling else ''}) on "
+        f"scale_rewards={p.scale_rewards}{_extras(p)}) on "
         f"{', '.join(d.describe() for d in p.data)} with rewards "
         f"{', '.join(f'{w:g}×{s}' for s, w in p.rewards.items())}; {metrics['steps']} steps. "
         f"{acc}: {_f(a0)} → {_f(a1)}; mean response length {_f(l0)} → {_f(l1)}."
@@ -227,6 +269,13 @@ def run(ctx: StageContext) -> dict:
                        f"({len(rows)} rows: step, prompt, completion, reward, rewards, advantage).\n\n"
                        + samples_table(last))
     return metrics
+
+
+def _extras(p) -> str:
+    ds = {True: "mask"}.get(p.dynamic_sampling, p.dynamic_sampling)
+    parts = [f"dynamic sampling: {ds}" if ds else "", "router replay" if p.router_replay else "",
+             f"TIS cap {p.tis_cap:g}" if p.tis_cap else "", "MTP-drafted rollouts" if p.mtp_rollouts else ""]
+    return "".join(f", {x}" for x in parts if x)
 
 
 def _f(v):

@@ -1,24 +1,17 @@
-"""What we own of GRPO on top of TRL's GRPOTrainer: generation through r1lab's rollout engine, flat groups, dynamic
-sampling, the reference model's loader and the rewards.
+"""What we own of GRPO around TRL's GRPOTrainer, besides the trainer class (r1lab/train/grpo_trainer.py):
+generation through r1lab's rollout engine, the rewards, the reference model's loader and the completions log.
 
-    for each step (TRL):   prompts --rollout_func--> G completions each --rewards--> A_i = (r_i - mean) / std
-                           [ours: count flat groups (all rewards equal); dynamic sampling masks them out]
-                           loss = clipped surrogate on rho = pi/pi_old (+ beta KL), aggregated per loss_type
-
-Hooks into TRL, each isolated here and pinned by tests/test_grpo_loss.py and tests/test_layers.py:
   * `rollout_func` (TRL's public, experimental argument): our engine generates; TRL does the rest;
-  * `_calculate_rewards` / `_generate_and_score_completions` (private; TRL has no public hook after scoring): we
-    read the per-function rewards and mask flat groups;
   * `trl.trainer.grpo_trainer.create_model_from_path` (module function), swapped while TRL builds the reference
     model, so it loads with our loader.
 """
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import time
 
 from r1lab.params import short_name
+from r1lab.train.seeding import stable_seed
 
 
 def rollout_func(engine_name: str, tokenizer, seed: int, engine_kwargs: dict | None = None):
@@ -27,7 +20,8 @@ def rollout_func(engine_name: str, tokenizer, seed: int, engine_kwargs: dict | N
     TRL hands over the process's prompts as its sampler repeats them (G copies in a row); the engine gets each
     distinct prompt once with n = G. The weights reach the engine after every optimizer step (a no-op for the
     native engine, which runs the trainer's own model). Sampling is seeded from (seed, step, process, call), so a
-    resumed run draws what the uninterrupted one drew."""
+    resumed run draws what the uninterrupted one drew. What TRL's output has no place for (the experts each token
+    was routed to, the engine's timing and MTP acceptance) is left on `trainer._r1_rollout` for the trainer class."""
     from r1lab.rollout import SamplingParams, get_engine
 
     state = {"engine": None, "step": None, "calls": 0}
@@ -49,12 +43,19 @@ def rollout_func(engine_name: str, tokenizer, seed: int, engine_kwargs: dict | N
             groups, g = [[p] for p in prompts], 1          # not TRL's repeated layout: one sample per entry
         ids = _prompt_ids(trainer, [grp[0] for grp in groups])
         args = trainer.args
-        call_seed = _seed(seed, step, trainer.accelerator.process_index, state["calls"])
+        call_seed = stable_seed(seed, step, trainer.accelerator.process_index, state["calls"])
         state["calls"] += 1
         sp = SamplingParams(n=g, temperature=args.temperature, top_p=args.top_p, top_k=args.top_k or 0,
                             max_new_tokens=args.max_completion_length, seed=call_seed)
+        t0 = time.perf_counter()
         out = state["engine"].generate(ids, sp)
         flat = [(p, s) for p, samples in zip(ids, out) for s in samples]
+        routes = [(s.routes[:len(p)], s.routes[len(p):]) if getattr(s, "routes", None) is not None else None
+                  for p, s in flat]
+        trainer._r1_rollout = {"routes": routes if all(r is not None for r in routes) else None,
+                               "stats": dict(getattr(state["engine"], "stats", None) or {}),
+                               "seconds": time.perf_counter() - t0,
+                               "tokens": sum(len(s.token_ids) for _, s in flat)}
         return {"prompt_ids": [p for p, _ in flat], "completion_ids": [s.token_ids for _, s in flat],
                 "logprobs": [s.logprobs for _, s in flat]}
 
@@ -70,10 +71,6 @@ def _prompt_ids(trainer, prompts: list) -> list[list[int]]:
                                       **(getattr(trainer, "chat_template_kwargs", None) or {}))
         return [list(x) for x in out["input_ids"]]
     return [list(x) for x in tok(text=prompts)["input_ids"]]
-
-
-def _seed(*parts) -> int:
-    return int.from_bytes(hashlib.sha256(repr(parts).encode()).digest()[:4], "little")
 
 
 def reward_funcs(p):
@@ -92,78 +89,6 @@ def accuracy_name(p, names: list[str]) -> str:
     if p.accuracy_reward:
         return short_name(p.accuracy_reward)
     return next((n for n in names if "accuracy" in n or "tests" in n), names[0])
-
-
-def trainer_class(dynamic_sampling: bool, log_mismatch: bool = False):
-    """TRL's GRPOTrainer, logging the share of flat groups (`groups/flat`: all rewards equal, no gradient) and,
-    with dynamic sampling, masking those groups out (see the module doc). `log_mismatch`: log how far the rollout
-    engine's token logprobs are from the trainer's on the same tokens (one more forward per step unless TRL already
-    computed the old policy's logprobs): what importance-sampling correction would need."""
-    from trl import GRPOTrainer
-
-    class R1GRPOTrainer(GRPOTrainer):
-        def _calculate_rewards(self, inputs, *args, **kwargs):
-            self._rewards_per_func = super()._calculate_rewards(inputs, *args, **kwargs)
-            return self._rewards_per_func
-
-        def _generate_and_score_completions(self, inputs):
-            out = super()._generate_and_score_completions(inputs)
-            mode = "train" if self.model.training else "eval"
-            flat = flat_groups(self, len(inputs), self.num_generations if mode == "train" else self.num_generations_eval)
-            self._metrics[mode]["groups/flat"].append(float(flat.float().mean()))
-            if log_mismatch and out.get("sampling_per_token_logps") is not None:
-                for k, v in rollout_mismatch(self, out).items():
-                    self._metrics[mode][k].append(v)
-            return drop_flat_groups(self, out, flat) if dynamic_sampling else out
-
-    return R1GRPOTrainer
-
-
-def rollout_mismatch(trainer, out: dict) -> dict:
-    """|log π_trainer(t) - log π_rollout(t)| over the completion tokens: mean and max (the rollout engine's logprobs
-    are TRL's `sampling_per_token_logps`)."""
-    import torch
-
-    mask = out["completion_mask"].bool()
-    trainer_lp = out.get("old_per_token_logps")
-    if trainer_lp is None:
-        ids = torch.cat([out["prompt_ids"], out["completion_ids"]], dim=1)
-        att = torch.cat([out["prompt_mask"], out["completion_mask"]], dim=1)
-        with torch.no_grad():
-            trainer_lp = trainer._get_per_token_logps_and_entropies(trainer.model, ids, att, out["completion_ids"].size(1))[0]
-    diff = (trainer_lp - out["sampling_per_token_logps"]).abs()[mask]
-    diff = diff[torch.isfinite(diff)]
-    if diff.numel() == 0:
-        return {}
-    return {"rollout/logprob_diff_mean": float(diff.mean()), "rollout/logprob_diff_max": float(diff.max())}
-
-
-def flat_groups(trainer, n_local: int, g: int):
-    """Which of this process's groups have all rewards equal, from the weighted rewards themselves. (Not from the
-    advantages, and not TRL's `frac_reward_zero_std`: for G=8 the mean of eight 0.2+1.0 rewards is off by an ulp,
-    so a flat group's std is ~1e-7, not 0, and its advantages ~1e-3.)"""
-    import torch
-
-    rpf = trainer._rewards_per_func
-    w = trainer.reward_weights.to(rpf.device)
-    r = (rpf * w.unsqueeze(0)).nansum(dim=1)
-    i = trainer.accelerator.process_index
-    groups = r[i * n_local:(i + 1) * n_local].view(-1, g)
-    spread = groups.amax(dim=1) - groups.amin(dim=1)
-    return spread <= 1e-6 * torch.clamp(groups.abs().amax(dim=1), min=1.0)
-
-
-def drop_flat_groups(trainer, out: dict, flat) -> dict:
-    """Mask out the completions of flat groups (all rewards equal: no learning signal), and recount the active
-    tokens TRL's dapo normaliser uses. Groups are contiguous blocks of rows, one block per entry of `flat`."""
-    g = out["completion_mask"].shape[0] // len(flat)
-    keep = (~flat).repeat_interleave(g).to(out["completion_mask"].dtype)
-    out["completion_mask"] = out["completion_mask"] * keep.unsqueeze(1)
-    loss_mask = out["completion_mask"] if "tool_mask" not in out else out["completion_mask"] * out["tool_mask"]
-    out["num_items_in_batch"] = trainer.accelerator.gather(loss_mask.sum()).sum()
-    mode = "train" if trainer.model.training else "eval"
-    trainer._metrics[mode]["dynamic_sampling/kept_groups"].append(float((~flat).float().mean()))
-    return out
 
 
 @contextlib.contextmanager
