@@ -42,7 +42,7 @@ from r1lab.stages.base import StageContext
 from r1lab.train.args import grpo_config, peft_config
 from r1lab.train.fit import prepare, quiet, train_and_save
 from r1lab.train.grpo import accuracy_name, completions_recorder, reference_loader, reward_funcs, rollout_func
-from r1lab.train.grpo_trainer import trainer_class
+from r1lab.train.grpo_trainer import rollout_budget_callback, trainer_class
 from r1lab.train.sampling import chat_prompt_ids
 from r1lab.trl_fields import TRLParams
 
@@ -64,6 +64,8 @@ class Params(TRLParams, RewardsBlock, DataBlock):   # data, rewards, then r1lab'
     dynamic_sampling: Literal[False, True, "mask", "resample"] = Field(
         False, description="groups whose rewards are all equal (no gradient): true/mask masks them out; resample "
         "generates fresh prompts to take their place, up to max_resample_tries rounds a step (DAPO)")
+    rollout_budget: int | None = Field(None, ge=1, description="stop once this many completions were generated "
+                                       "(re-sampling makes a step cost more than its batch); max_steps still bounds")
     max_resample_tries: int = Field(3, ge=1, le=32, description="generation rounds per step with dynamic_sampling: "
                                     "resample, the first included")
     router_replay: bool = Field(False, description="the training forward uses the experts each token was routed to "
@@ -126,7 +128,8 @@ class Params(TRLParams, RewardsBlock, DataBlock):   # data, rewards, then r1lab'
                          router_replay=self.router_replay,
                          log_routing_drift=self.log_routing_drift if self.log_routing_drift is not None
                          else self.router_replay,
-                         tis_cap=self.tis_cap, mtp_refresh_lr=mtp_lr or None, seed=seed)
+                         tis_cap=self.tis_cap, mtp_refresh_lr=mtp_lr or None, rollout_budget=self.rollout_budget,
+                         seed=seed)
 
     @model_validator(mode="after")
     def _check(self):
@@ -234,6 +237,8 @@ def run(ctx: StageContext) -> dict:
     trainer, tok, names = build_trainer(ctx, p, seed, callbacks=[ctx.trainer_callback()])
     completions = ctx.out_dir / "completions.jsonl"
     trainer.add_callback(completions_recorder(trainer, completions, per_step=min(p.num_generations, 16)))
+    if p.rollout_budget:
+        trainer.add_callback(rollout_budget_callback(trainer, p.rollout_budget))
     _, info = train_and_save(ctx, trainer, tok, lora=bool(p.lora))
     resumed_from = info["resumed_from"]
 
@@ -254,6 +259,7 @@ def run(ctx: StageContext) -> dict:
         "steps": int(trainer.state.global_step), "resumed_from_step": resumed_from, "prompts": len(trainer.train_dataset),
         "first_accuracy": a0, "final_accuracy": a1, "first_response_length": l0, "final_response_length": l1,
         "first_reward": r0, "final_reward": r1, "accuracy_reward": acc,
+        "rollouts": trainer._rollouts_so_far() if hasattr(trainer, "_rollouts_so_far") else None,
     }
     ctx.add_report(
         f"GRPO ({p.loss_type}, G={p.num_generations}, β={p.beta}, ε={p.epsilon}/{p.epsilon_high or p.epsilon}, "

@@ -33,6 +33,7 @@ class RLOptions:
     log_routing_drift: bool = False        # share of tokens routed differently by rollout and training forward
     tis_cap: float | None = None
     mtp_refresh_lr: float | None = None    # None: no refresh
+    rollout_budget: int | None = None      # stop training once this many completions were generated
     seed: int = 0
 
 
@@ -90,6 +91,8 @@ def trainer_class(opts: RLOptions):
             if out["_r1_routes"] is None:
                 out.pop("_r1_routes")
             self._round_stats.append({**roll, "completions": out["completion_ids"].shape[0]})
+            if self.model.training:
+                self._rollouts_total = self._rollouts_so_far() + out["completion_ids"].shape[0]
             return out, flat_groups(self, len(inputs), g)
 
         def _generate_and_score_completions(self, inputs):
@@ -117,8 +120,17 @@ def trainer_class(opts: RLOptions):
                 self._log(mode, self._mtp_refresh.step(self.accelerator.unwrap_model(self.model), out))
             return out
 
+        def _rollouts_so_far(self) -> int:
+            """Completions generated so far in training (restored from the log on resume)."""
+            if getattr(self, "_rollouts_total", None) is None:
+                logged = [h["rollout/total"] for h in self.state.log_history if "rollout/total" in h]
+                self._rollouts_total = int(logged[-1]) if logged else 0
+            return self._rollouts_total
+
         def _rollout_stats(self, mode, out):
             """Timing and MTP acceptance of this step's rollouts; routes, drift, mismatch and TIS."""
+            if mode == "train":
+                self._log(mode, {"rollout/total": self._rollouts_so_far()})
             secs = sum(r.get("seconds", 0.0) for r in self._round_stats)
             toks = sum(r.get("tokens", 0) for r in self._round_stats)
             if secs > 0:
@@ -185,3 +197,17 @@ def trainer_class(opts: RLOptions):
             return res
 
     return R1GRPOTrainer
+
+
+def rollout_budget_callback(trainer, budget: int):
+    """Stops training at the end of the step in which the generated completions reach `budget` (with re-sampling a
+    step costs more than its batch, so a budget, not a step count, makes runs comparable)."""
+    from transformers import TrainerCallback
+
+    class RolloutBudget(TrainerCallback):
+        def on_step_end(self, args, state, control, **kw):
+            if trainer._rollouts_so_far() >= budget:
+                control.should_training_stop = True
+                control.should_save = True
+
+    return RolloutBudget()
