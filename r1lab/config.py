@@ -333,30 +333,29 @@ def validate(raw: dict, file="<config>", base_dir: str | Path | None = None) -> 
             except ValueError as e:
                 k, _, m = str(e).partition(": ")
                 raise ConfigError(file, f"{label}.{k}" if m else label, m or str(e)) from None
+        if stage.gate is not None:
+            _check_gate(stage, stages, file)
         stages.append(stage)
         seen.append(stage.name)
-    _check_gates(stages, file)
+    evals = [s.params for s in stages if s.kind == "eval"]
+    for s in stages:               # what a gate evaluates with by default: the pipeline's first eval stage's
+        if s.gate is not None:
+            fill_gate_defaults(s.gate, evals[0] if evals else None)
     cfg._stages = stages
     return cfg
 
 
-def _check_gates(stages: list[Stage], file) -> None:
-    """Each `gate:` names an earlier stage and a metric it reports (or pass@k / greedy of its model); its
-    evaluation defaults come from the pipeline's first eval stage."""
-    evals = [s.params for s in stages if s.kind == "eval"]
-    for i, s in enumerate(stages):
-        if s.gate is None:
-            continue
-        earlier = {}
-        for x in stages[:i]:
-            mod = get_stage_module(x.kind)
-            earlier[x.name] = (x.kind, getattr(mod, "PRODUCES_MODEL", True), getattr(mod, "METRICS", None))
-        try:
-            check_gate(s.gate, earlier)
-        except ValueError as e:
-            k, _, m = str(e).partition(": ")
-            raise ConfigError(file, f"stages.{s.name}.gate.{k}", m) from None
-        fill_gate_defaults(s.gate, evals[0] if evals else None)
+def _check_gate(stage: Stage, earlier_stages: list[Stage], file) -> None:
+    """A `gate:` names an earlier stage and a metric it reports (or pass@k / greedy of its model)."""
+    earlier = {}
+    for x in earlier_stages:
+        mod = get_stage_module(x.kind)
+        earlier[x.name] = (x.kind, getattr(mod, "PRODUCES_MODEL", True), getattr(mod, "METRICS", None))
+    try:
+        check_gate(stage.gate, earlier)
+    except ValueError as e:
+        k, _, m = str(e).partition(": ")
+        raise ConfigError(file, f"stages.{stage.name}.gate.{k}", m) from None
 
 
 def load_pipeline(path: str | Path, overrides: typing.Iterable[str] = ()) -> PipelineConfig:
