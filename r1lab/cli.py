@@ -48,6 +48,11 @@ def cmd_validate(args) -> int:
     cfg = _load(args)
     print(f"{args.pipeline}: ok — {cfg.name}: {len(cfg.stage_list)} stages "
           f"({' -> '.join(f'{s.name}:{s.kind}' for s in cfg.stage_list)}), output_dir {cfg.output_dir}")
+    from r1lab.gates import eval_metric
+
+    for s in cfg.stage_list:       # shown, not run: a gate is checked when the run reaches its stage
+        if s.gate:
+            print(f"  gate before {s.name}: {s.gate.describe(eval_metric(s.gate.metric) is not None)}")
     return 0
 
 
@@ -62,7 +67,7 @@ def cmd_status(args) -> int:
     table = Table(title=f"{cfg.name} — {cfg.output_dir}")
     for c in ("stage", "kind", "state", "why", "metrics"):
         table.add_column(c)
-    colors = {"done": "green", "stale": "yellow", "resumable": "cyan", "pending": "white"}
+    colors = {"done": "green", "stale": "yellow", "resumable": "cyan", "pending": "white", "gated": "red"}
     for st in status(cfg):
         m = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in list(st.metrics.items())[:4]
                       if not isinstance(v, (dict, list)))

@@ -14,6 +14,13 @@
         from: pretrain                 # the earlier stage whose model/ this one starts from
         lr: 3e-4
         data: [{task: arithmetic, n: 500, weight: 2}, {path: my.jsonl}, {stage: rs}]
+      - name: grpo_zero
+        kind: grpo
+        from: sft
+        gate: {stage: sft, metric: pass@8, min: 0.3}   # start only if sft's model passes (r1lab/gates.py)
+
+Keys every stage has: name, kind, from, description, gate ({stage, metric, min and/or max; for pass@k / greedy:
+benchmark, limit 50, samples k, max_new_tokens 160, temperature 0.6 or the eval stage's}); the rest are its kind's.
 
 Order of work in `load_pipeline`: YAML -> `--set` overrides -> `${...}` references -> validation (top-level
 keys, every stage's Params, `from:` / data references to earlier stages, data files, rewards). Any problem
@@ -31,11 +38,12 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from r1lab.config_errors import ConfigError, _pyd_error
+from r1lab.gates import Gate, check as check_gate, fill_defaults as fill_gate_defaults
 from r1lab.params import StageParams, is_hub_id, iter_data_specs
 from r1lab.stages import StageKindError, get_stage_module
 
 
-RESERVED_STAGE_KEYS = ("name", "kind", "from", "description")
+RESERVED_STAGE_KEYS = ("name", "kind", "from", "description", "gate")
 
 
 # ----------------------------------------------------------------------------- reusable field types
@@ -64,6 +72,7 @@ class Stage(BaseModel):
     kind: str
     from_: str | None = Field(None, alias="from")
     description: str = ""
+    gate: Gate | None = None         # r1lab/gates.py: not part of the fingerprint (checked whenever the stage runs)
     params: Any = None
 
     def depends_on(self) -> list[str]:
@@ -125,7 +134,7 @@ class PipelineConfig(StageParams):
 
     def resolved(self) -> dict:
         d = self.model_dump(mode="json", exclude={"stages"})
-        d["stages"] = [s.resolved() for s in self._stages]
+        d["stages"] = [{**s.resolved(), **({"gate": s.gate.model_dump()} if s.gate else {})} for s in self._stages]
         return d
 
 
@@ -324,10 +333,29 @@ def validate(raw: dict, file="<config>", base_dir: str | Path | None = None) -> 
             except ValueError as e:
                 k, _, m = str(e).partition(": ")
                 raise ConfigError(file, f"{label}.{k}" if m else label, m or str(e)) from None
+        if stage.gate is not None:
+            _check_gate(stage, stages, file)
         stages.append(stage)
         seen.append(stage.name)
+    evals = [s.params for s in stages if s.kind == "eval"]
+    for s in stages:               # what a gate evaluates with by default: the pipeline's first eval stage's
+        if s.gate is not None:
+            fill_gate_defaults(s.gate, evals[0] if evals else None)
     cfg._stages = stages
     return cfg
+
+
+def _check_gate(stage: Stage, earlier_stages: list[Stage], file) -> None:
+    """A `gate:` names an earlier stage and a metric it reports (or pass@k / greedy of its model)."""
+    earlier = {}
+    for x in earlier_stages:
+        mod = get_stage_module(x.kind)
+        earlier[x.name] = (x.kind, getattr(mod, "PRODUCES_MODEL", True), getattr(mod, "METRICS", None))
+    try:
+        check_gate(stage.gate, earlier)
+    except ValueError as e:
+        k, _, m = str(e).partition(": ")
+        raise ConfigError(file, f"stages.{stage.name}.gate.{k}", m) from None
 
 
 def load_pipeline(path: str | Path, overrides: typing.Iterable[str] = ()) -> PipelineConfig:

@@ -212,6 +212,7 @@ def _run_locked(cfg: PipelineConfig, out: Path, from_stage, only, console, names
                 results.append(plan["result"])
             continue
         resume = plan["resume"]
+        gate_metrics, gate_text = _check_gate(cfg, s, out, d, fps, tokenizer_path, console, main) if s.gate else ({}, None)
         console.rule(f"[bold]{s.name}[/] ({s.kind}) — {plan['why']}")
         ctx = StageContext(
             name=s.name, kind=s.kind, params=s.params, out_dir=d, output_dir=out, seed=cfg.seed,
@@ -220,10 +221,12 @@ def _run_locked(cfg: PipelineConfig, out: Path, from_stage, only, console, names
             main=main, _model_path_fn=model_path_fn, _finished_models=dict(finished_models),
             _finished_data=dict(finished_data),
         )
+        if gate_text:
+            ctx.add_report(f"**Gate** passed: {gate_text}.")
         mod = get_stage_module(s.kind)
         t0 = time.time()
         try:
-            metrics = mod.run(ctx) or {}
+            metrics = {**(mod.run(ctx) or {}), **gate_metrics}
             dist.barrier()                       # every rank's part is written before rank 0 checks the model
             if main:
                 _check_model_dir(s.name, d / "model")
@@ -256,6 +259,26 @@ def _run_locked(cfg: PipelineConfig, out: Path, from_stage, only, console, names
         if all(r["action"] == "skipped" for r in results):
             console.print(f"[bold green]Every stage is done[/] ({len(results)} stages); nothing to run.")
     return results
+
+
+def _check_gate(cfg, s, out: Path, d: Path, fps: dict, tokenizer_path, console, main: bool) -> tuple[dict, str]:
+    """The stage's `gate:` (r1lab/gates.py): rank 0 reads, every rank evaluates when needed. A gate that does not
+    pass stops the run here, before the stage, in one line; the stage is not marked done."""
+    from r1lab import gates
+
+    g = s.gate
+    src_done = dist.broadcast(_read_json(out / g.stage / DONE) if main else None)
+    try:
+        rec = gates.resolve(g, name=s.name, stage_dir=d, source_done=src_done, source_fp=fps[g.stage],
+                            source_model=out / g.stage / "model", tokenizer_path=tokenizer_path, seed=cfg.seed,
+                            engine=cfg.rollout, console=console, main=main)
+    except gates.GateNotPassed as e:
+        raise PipelineError(f"stage {s.name}: {e}") from None
+    text = gates.line(g, rec)
+    if not rec["passed"]:
+        raise PipelineError(f"stage {s.name}: gate not passed: {text}")
+    console.print(f"{s.name}: gate passed: {text}", markup=False, highlight=False)
+    return {f"gate/{g.stage}/{g.metric}": rec["value"]}, text
 
 
 def _plan_stage(s, d: Path, fp: str, i: int, start_idx, only, needed, console) -> dict:

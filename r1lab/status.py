@@ -14,6 +14,7 @@ from pathlib import Path
 
 import r1lab
 from r1lab.config import PipelineConfig, TokenizerSpec, known_presets
+from r1lab.gates import eval_metric, line as gate_line, read_record as read_gate_record, verdict
 from r1lab.params import iter_data_specs
 from r1lab.stages.base import StageContext
 
@@ -120,7 +121,7 @@ def artifacts_problem(d: Path, done: dict) -> str | None:
 class StageStatus:
     name: str
     kind: str
-    state: str          # done | stale | resumable | pending | damaged
+    state: str          # done | stale | resumable | pending | damaged | gated (a run stopped at its gate)
     reason: str
     fingerprint: str
     metrics: dict = field(default_factory=dict)
@@ -147,6 +148,8 @@ def status(cfg: PipelineConfig) -> list[StageStatus]:
             res.append(StageStatus(s.name, s.kind, "done", "fingerprint matches", fp, done.get("metrics", {})))
         elif damaged:
             res.append(StageStatus(s.name, s.kind, "damaged", f"{damaged}; a run redoes it", fp))
+        elif s.gate and (why := _stopped_at_gate(s, d)):
+            res.append(StageStatus(s.name, s.kind, "gated", why, fp))
         elif att and att.get("fingerprint") == fp:
             ck = StageContext(name=s.name, kind=s.kind, params=s.params, out_dir=d, output_dir=out, seed=cfg.seed,
                               model_spec=cfg.model).resume_checkpoint()
@@ -155,8 +158,18 @@ def status(cfg: PipelineConfig) -> list[StageStatus]:
         elif done:
             res.append(StageStatus(s.name, s.kind, "stale", _why_stale(done, s, fps), fp))
         else:
-            res.append(StageStatus(s.name, s.kind, "pending", "never ran", fp))
+            gate = f"; gate: {s.gate.describe(eval_metric(s.gate.metric) is not None)}" if s.gate else ""
+            res.append(StageStatus(s.name, s.kind, "pending", "never ran" + gate, fp))
     return res
+
+
+def _stopped_at_gate(s, d: Path) -> str | None:
+    """The last run stopped before this stage at its gate (gate.json says the value fails the current bounds)."""
+    rec = read_gate_record(d)
+    if not rec or rec.get("source") != s.gate.stage or rec.get("metric") != s.gate.metric:
+        return None
+    passed, _ = verdict(s.gate, rec.get("value"))
+    return None if passed else f"run stopped at its gate: {gate_line(s.gate, rec)}"
 
 
 def _why_stale(done: dict, s, fps) -> str:

@@ -8,7 +8,9 @@ A stage kind is a module `r1lab/stages/<kind>.py` with
     def run(ctx: StageContext) -> dict:   # does the work, returns its final metrics (JSON-able)
 
 and, optionally, `def depends_on(params) -> list[str]` naming extra earlier stages whose artifacts it
-reads (beyond `from:` and any `DataSpec(stage=...)` inside params, which are found automatically).
+reads (beyond `from:` and any `DataSpec(stage=...)` inside params, which are found automatically), and
+`METRICS`, the keys (fnmatch patterns) `run` returns: a later stage's `gate:` may name only those (or pass@k /
+greedy); a kind without METRICS accepts any key there, checked when the gate is read.
 
 Everything a stage writes goes under `ctx.out_dir` (OUTPUT_DIR/STAGE): `ctx.save_model()` -> model/,
 `ctx.write_jsonl()` -> data/, checkpoints/ (use `ctx.checkpoint_dir`, `ctx.resume_checkpoint()`,

@@ -41,8 +41,11 @@ from r1lab.loading import load_model, load_tokenizer
 from r1lab.params import DataSpec, RewardSpec
 from r1lab.stages.base import StageContext
 from r1lab.train.sampling import RejectionParams, rejection_sample
-from r1lab.train.sft import SFT_DEFAULTS, train_sft
+from r1lab.train.sft import SFT_DEFAULTS, SFT_METRICS, train_sft
 from r1lab.trl_fields import TRLParams
+
+METRICS = SFT_METRICS + ("teacher", "student", "teacher_params", "student_params", "param_ratio", "first_kd_loss",
+                         "final_kd_loss", "traces_sampled", "traces_kept")   # run() returns
 
 
 class GenerateParams(RejectionParams):

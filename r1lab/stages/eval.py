@@ -14,6 +14,7 @@ into the stage's report.md. Returns flat metrics `MODEL/BENCH/pass@1` etc. for t
 """
 from __future__ import annotations
 
+METRICS = ("*/pass@*", "*/cons@*", "*/greedy", "*/response_tokens")   # MODEL/BENCH/...: run() returns
 PRODUCES_MODEL = False   # a `from:` naming this stage is a config error: it saves no model/
 
 from pathlib import Path

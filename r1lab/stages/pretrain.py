@@ -19,6 +19,8 @@ from r1lab.io import drop_torn_lines, read_jsonl
 from r1lab.params import StageParams
 from r1lab.stages.base import StageContext
 
+METRICS = ("steps", "final_loss", "first_loss", "main_loss", "mtp_loss", "load_max_over_mean", "params")   # run() returns
+
 PIPELINE_OWNED = ("out", "seed", "resume")
 
 

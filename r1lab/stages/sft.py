@@ -9,8 +9,10 @@ from pydantic import Field
 
 from r1lab.params import DataBlock
 from r1lab.stages.base import StageContext
-from r1lab.train.sft import SFT_DEFAULTS, train_sft
+from r1lab.train.sft import SFT_DEFAULTS, SFT_METRICS, train_sft
 from r1lab.trl_fields import TRLParams
+
+METRICS = SFT_METRICS   # the keys run() returns (a later stage's `gate:` may read them)
 
 
 class Params(TRLParams, DataBlock):   # data first; then any trl.SFTConfig field by its TRL name

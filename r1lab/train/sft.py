@@ -41,6 +41,11 @@ def to_prompt_completion(row: dict, system_prompt: str | None = None) -> dict:
     return {"prompt": sys + [{"role": "user", "content": prompt}], "completion": [{"role": "assistant", "content": target}]}
 
 
+# the keys train_sft returns (a stage's METRICS: what a `gate:` may read without evaluating)
+SFT_METRICS = ("train_loss", "final_loss", "first_loss", "steps", "resumed_from_step", "rows", "trainable_params",
+               "total_params", "eval_rows", "final_eval_loss")
+
+
 def train_sft(ctx, p, rows, model_path: str, tokenizer_path: str, system_prompt: str | None = None,
               chat_template: str | None = None, wrap=None) -> dict:
     """Fine-tune the model at `model_path` on `rows` with the TRL fields of `p`; saves ctx.model_dir, returns metrics.
