@@ -47,6 +47,9 @@ from r1lab.train.sampling import chat_prompt_ids
 from r1lab.trl_fields import TRLParams
 
 
+METRICS = ("steps", "resumed_from_step", "prompts", "first_accuracy", "final_accuracy", "first_response_length",
+           "final_response_length", "first_reward", "final_reward", "accuracy_reward", "rollouts")   # run() returns
+
 # r1lab's defaults where they differ from trl.GRPOConfig's (a small model, a short run); the rest are TRL's
 GRPO_DEFAULTS = {"learning_rate": 1e-6, "lr_scheduler_type": "constant", "max_steps": 100, "num_generations": 8,
                  "per_device_train_batch_size": 32, "max_completion_length": 128, "save_steps": 50, "logging_steps": 1,
