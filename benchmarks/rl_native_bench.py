@@ -82,10 +82,11 @@ def run_variant(name: str, a) -> dict:
     return res
 
 
-def evaluate(models: dict, a, out: Path) -> dict:
+def evaluate(models: dict, a, out: Path, tokenizer: str | None = None) -> dict:
     """One `r1lab eval` over all models (same problems, same seeds): pass@1, pass@8 and per-problem pass@1."""
     spec = ",".join(f"{k}={v}" for k, v in models.items())
-    subprocess.check_call([sys.executable, "-m", "r1lab.cli", "eval", "--model", spec, "--benchmarks",
+    extra = ["--tokenizer", tokenizer] if tokenizer else []
+    subprocess.check_call([sys.executable, "-m", "r1lab.cli", "eval", *extra, "--model", spec, "--benchmarks",
                            "task:arithmetic@1-3", "--samples", str(a.samples), "--limit", str(a.limit),
                            "--max-new-tokens", "160", "--out", str(out), "--threads", str(a.threads), "--quiet"],
                           cwd=ROOT)

@@ -113,6 +113,18 @@ class Params(TRLParams, RewardsBlock, DataBlock):   # data, rewards, then r1lab'
         return self
 
     @model_validator(mode="after")
+    def _tis_by_its_name(self):
+        """TRL's importance-sampling keys drive its own vLLM path, which r1lab's engines replace: point to tis_cap
+        rather than ignore them."""
+        for key in ("vllm_importance_sampling_correction", "vllm_importance_sampling_mode",
+                    "vllm_importance_sampling_clip_max", "vllm_importance_sampling_clip_min"):
+            if getattr(self, key, None) is not None:
+                raise ValueError(f"{key}: TRL applies it to its own vLLM generation only; r1lab's rollout engines "
+                                 f"correct the rollout/trainer mismatch with `tis_cap: C` (token-level truncated "
+                                 f"importance sampling, weight min(π_trainer/π_rollout, C)); unset {key}")
+        return self
+
+    @model_validator(mode="after")
     def _native_only(self):
         """Router replay and MTP drafts need our engine's recording and drafting."""
         for key in ("router_replay", "mtp_rollouts"):
