@@ -46,28 +46,34 @@ def decode_mtp(model, ids, mask, max_new_tokens, temperature, top_p, top_k, chec
     cap = ids.shape[1] + 2 * max_new_tokens + 4
     cache, mcache = model.new_cache(b, cap), model.new_cache(b, cap, mtp=True)
 
-    def main(tokens, mask):
+    def main(tokens, mask, keep):
+        """Main-model pass over `tokens`: hidden states, (logp, probs) at the last `keep` positions, routes fed."""
         h = inner(tokens, mask, None, None, cache).last_hidden_state
         cache.length += tokens.shape[1]
-        logp, probs = process(head(h), temperature, top_p, top_k)
+        logp, probs = process(head(h[:, -keep:]), temperature, top_p, top_k)
         return h, logp, probs, (recorder.pop().cpu() if recorder is not None else None)
 
     def draft(h, next_tokens, mask):
+        """MTP pass (its own cache): the pre-head states [B, S, D] predicting the token after `next_tokens`."""
         pos, m = positions_and_mask(mask, b, h.shape[1], mcache.length, dev)
         cos, sin = inner.rotary_emb(pos)
         _, normed = mtp_layer.predict(h, inner.embed_tokens(next_tokens), cos, sin, m, mcache)
         mcache.length += h.shape[1]
-        return process(head(normed), temperature, top_p, top_k)[1]
+        return normed
 
     def pick(probs):
         return probs.argmax(-1) if greedy else draw(probs, gen)
 
-    h, logp, p, routes = main(ids, mask)
+    def propose(normed):
+        """q (the draft distribution, processed like the target) and the draft d ~ q from pre-head states [B, D]."""
+        q = process(head(normed), temperature, top_p, top_k)[1]
+        return q, pick(q)
+
+    h, logp, p, routes = main(ids, mask, 1)
     fed = [[routes[r, ids.shape[1] - int(mask[r].sum()):]] if routes is not None else None for r in range(b)]
     cur = pick(p[:, -1])
     cur_lp = logp[:, -1].gather(1, cur[:, None])[:, 0]
-    q = draft(h, torch.cat([ids[:, 1:], cur[:, None]], 1), mask)[:, -1]
-    d = pick(q)
+    q, d = propose(draft(h, torch.cat([ids[:, 1:], cur[:, None]], 1), mask)[:, -1])
     out = [([], [], "length") for _ in range(b)]
     active = [True] * b
     proposed = accepted = 0
@@ -87,7 +93,7 @@ def decode_mtp(model, ids, mask, max_new_tokens, temperature, top_p, top_k, chec
     while any(active):
         threads.adapt()
         mask = torch.cat([mask, mask.new_ones(b, 2)], dim=1)
-        h, logp, p, routes = main(torch.stack([cur, d], 1), mask)
+        h, logp, p, routes = main(torch.stack([cur, d], 1), mask, 2)
         ok, rep = verify(p[:, 0], q, d, gen, greedy)
         bonus = pick(p[:, 1])
         mask[:, -1] = ok.long()                                      # a rejected draft's slot is masked out for good
@@ -106,9 +112,8 @@ def decode_mtp(model, ids, mask, max_new_tokens, temperature, top_p, top_k, chec
             else:
                 emit(r, rt, lp_r[r])
         nxt = torch.where(ok, d, rep)
-        qs = draft(h, torch.stack([nxt, bonus], 1), mask)
-        q = torch.where(ok[:, None], qs[:, 1], qs[:, 0])
-        d = pick(q)
+        normed = draft(h, torch.stack([nxt, bonus], 1), mask)    # both slots go through the MTP cache
+        q, d = propose(torch.where(ok[:, None], normed[:, 1], normed[:, 0]))
         cur = torch.where(ok, bonus, rep)
     stats = {"mtp_proposed": proposed, "mtp_accepted": accepted,
              "mtp_acceptance": accepted / proposed if proposed else 0.0}
