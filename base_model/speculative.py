@@ -10,7 +10,8 @@ Accepted or not, the emitted token after cur is distributed exactly as p0 (Levia
 and b ~ p1 is the target's next distribution given d. At temperature 0 p0 and q are one-hot: d is accepted iff it
 is the argmax, and the replacement is the argmax: the plain greedy output token for token.
 Every row keeps one cache length: a rejected draft's cache slot is masked out for good (attention mask 0; positions
-count real tokens, so the replacement fed next step gets the position d would have had). The next draft comes from
+count real tokens, so the replacement fed next step gets the position d would have had). Finished rows leave the
+batch (and both caches), as in the plain loop. The next draft comes from
 the MTP head at the last kept position: at d (with Emb(b)) if accepted, else at cur (with Emb(a)).
 Logprobs are log p(token) under softmax(logits / T) before truncation, like the plain loop's.
 """
@@ -55,7 +56,7 @@ def decode_mtp(model, ids, mask, max_new_tokens, temperature, top_p, top_k, chec
 
     def draft(h, next_tokens, mask):
         """MTP pass (its own cache): the pre-head states [B, S, D] predicting the token after `next_tokens`."""
-        pos, m = positions_and_mask(mask, b, h.shape[1], mcache.length, dev)
+        pos, m = positions_and_mask(mask, h.shape[0], h.shape[1], mcache.length, dev)
         cos, sin = inner.rotary_emb(pos)
         _, normed = mtp_layer.predict(h, inner.embed_tokens(next_tokens), cos, sin, m, mcache)
         mcache.length += h.shape[1]
@@ -90,27 +91,36 @@ def decode_mtp(model, ids, mask, max_new_tokens, temperature, top_p, top_k, chec
 
     for r, (t, l) in enumerate(zip(cur.tolist(), cur_lp.tolist())):
         emit(r, t, l)
+    rows = list(range(b))                                            # original row of each row still in the batch
     while any(active):
         threads.adapt()
-        mask = torch.cat([mask, mask.new_ones(b, 2)], dim=1)
+        mask = torch.cat([mask, mask.new_ones(len(rows), 2)], dim=1)
         h, logp, p, routes = main(torch.stack([cur, d], 1), mask, 2)
         ok, rep = verify(p[:, 0], q, d, gen, greedy)
         bonus = pick(p[:, 1])
         mask[:, -1] = ok.long()                                      # a rejected draft's slot is masked out for good
-        act = torch.tensor(active, device=dev)
-        proposed += int(act.sum())
-        accepted += int((ok & act).sum())
+        proposed += len(rows)
+        accepted += int(ok.sum())
         lp_d = logp[:, 0].gather(1, d[:, None])[:, 0].tolist()
         lp_b = logp[:, 1].gather(1, bonus[:, None])[:, 0].tolist()
         lp_r = logp[:, 0].gather(1, rep[:, None])[:, 0].tolist()
-        for r, (o, dt, bt, rt) in enumerate(zip(ok.tolist(), d.tolist(), bonus.tolist(), rep.tolist())):
-            if active[r] and routes is not None:
-                fed[r].append(routes[r, : 2 if o else 1])             # cur always; the draft only if accepted
+        for j, (r, o, dt, bt, rt) in enumerate(zip(rows, ok.tolist(), d.tolist(), bonus.tolist(), rep.tolist())):
+            if routes is not None:
+                fed[r].append(routes[j, : 2 if o else 1])             # cur always; the draft only if accepted
             if o:
-                emit(r, dt, lp_d[r])
-                emit(r, bt, lp_b[r])
+                emit(r, dt, lp_d[j])
+                emit(r, bt, lp_b[j])
             else:
-                emit(r, rt, lp_r[r])
+                emit(r, rt, lp_r[j])
+        keep = [j for j, r in enumerate(rows) if active[r]]
+        if not keep:
+            break
+        if len(keep) < len(rows):                                    # finished rows leave the batch and the caches
+            k = torch.tensor(keep, dtype=torch.long, device=dev)
+            rows = [rows[j] for j in keep]
+            h, ok, d, rep, bonus, mask = h[k], ok[k], d[k], rep[k], bonus[k], mask[k]
+            cache.select(k)
+            mcache.select(k)
         nxt = torch.where(ok, d, rep)
         normed = draft(h, torch.stack([nxt, bonus], 1), mask)    # both slots go through the MTP cache
         q, d = propose(torch.where(ok[:, None], normed[:, 1], normed[:, 0]))

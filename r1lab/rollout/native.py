@@ -37,6 +37,8 @@ class NativeEngine:
         if (use_mtp or record_routing) and self._fast_path() is None:
             raise ValueError("use_mtp / record_routing need the fast path: a DeepSeekForCausalLM with plain=False "
                              f"(got {type(model).__name__}, plain={plain})")
+        if use_mtp and not len(model.model.mtp_layers):
+            raise ValueError("use_mtp needs a model with MTP layers (num_nextn_predict_layers >= 1)")
         self.stats: dict = {}
 
     def _eos_ids(self) -> list[int]:
