@@ -4,21 +4,23 @@ Prefill runs the training form of MLA once over the prompts and fills the cache 
 step feeds one token per row and attends over the cached latents in the absorbed form. Finished rows are dropped
 from the batch (their cache rows too), so a long straggler does not pay for the whole batch.
 Sampling: greedy (temperature 0) or temperature / top-k / top-p; stops on EOS ids or stop strings.
-MTP self-speculation (greedy): the MTP head drafts the token after next; the main model verifies [token, draft] in
-one pass; a wrong draft's cache slot is masked out, so every row keeps one cache length and the output is exactly
-the greedy output.
+MTP self-speculation (`use_mtp`, speculative.py): the MTP head drafts the token after next, the main model verifies
+[token, draft] in one pass; exact in distribution when sampling, exactly the greedy output at temperature 0.
+`record_routing` fills each result's `routes` with the experts every token used when it was fed (router replay).
 `generate(...)` is the list-of-token-ids API the rollout engine uses; `hf_generate` is the model's
 `.generate(input_ids, attention_mask, ...)` (the transformers API TRL calls).
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 from dataclasses import dataclass, field
 
 import torch
 
-from base_model import threads
-from base_model.masks import positions_and_mask
+from base_model import routing, threads
+from base_model.sampling import sample
+from base_model.speculative import decode_mtp
 
 
 @dataclass
@@ -28,31 +30,12 @@ class GenerationResult:
     finish_reason: str             # "stop" (EOS or stop string) | "length"
     text: str | None = None
     stats: dict = field(default_factory=dict)
+    routes: torch.Tensor | None = None   # record_routing: [len(prompt) + len(tokens), n_moe_layers, K] int16, -1 = not fed
 
 
 def _sample(logits: torch.Tensor, temperature: float, top_p: float, top_k: int, gen) -> tuple[torch.Tensor, torch.Tensor]:
-    """logits [B, V] -> (tokens [B], logprobs [B])."""
-    logits = logits.float()
-    if temperature <= 0:
-        tok = logits.argmax(-1)
-        return tok, torch.log_softmax(logits, -1).gather(1, tok[:, None])[:, 0]
-    logp = torch.log_softmax(logits / temperature, -1)
-    masked = logp.clone()
-    if top_k and top_k < logits.shape[-1]:
-        kth = masked.topk(top_k, -1).values[:, -1:]
-        masked[masked < kth] = float("-inf")
-    if top_p < 1.0:
-        sorted_lp, order = masked.sort(-1, descending=True)
-        cum = sorted_lp.softmax(-1).cumsum(-1)
-        drop = cum - sorted_lp.softmax(-1) > top_p            # keep the smallest prefix reaching top_p
-        masked.scatter_(1, order, sorted_lp.masked_fill(drop, float("-inf")))
-    # inverse CDF, one uniform per row (torch.multinomial draws an exponential per vocabulary entry: ~1 ms a call
-    # for 16 x 4096 on CPU, a fifth of a tiny model's decode step)
-    cdf = masked.softmax(-1).cumsum(-1)
-    u = torch.rand(cdf.shape[0], 1, generator=gen, device=cdf.device, dtype=cdf.dtype) * cdf[:, -1:]
-    tok = torch.searchsorted(cdf, u, right=True)[:, 0].clamp_(max=cdf.shape[-1] - 1)
-    tok = torch.where(torch.isfinite(masked.gather(1, tok[:, None])[:, 0]), tok, masked.argmax(-1))  # cdf round-off
-    return tok, logp.gather(1, tok[:, None])[:, 0]
+    """logits [B, V] -> (tokens [B], logprobs [B]) (see sampling.py)."""
+    return sample(logits, temperature, top_p, top_k, gen)
 
 
 def _left_pad(prompts: list[list[int]], pad: int, device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -84,11 +67,16 @@ class _StopChecker:
 
 
 @torch.no_grad()
-def _decode(model, ids, mask, max_new_tokens, temperature, top_p, top_k, checker, gen):
-    """Plain latent-cache decoding. Returns per row (tokens, logprobs, finish_reason)."""
+def _decode(model, ids, mask, max_new_tokens, temperature, top_p, top_k, checker, gen, recorder=None):
+    """Plain latent-cache decoding. Returns per row (tokens, logprobs, finish_reason, fed routes or None).
+    `recorder` (routing.record): the routes of every token fed, prompt (its real positions) first."""
     b = ids.shape[0]
     cache = model.new_cache(b, ids.shape[1] + max_new_tokens + 1)
     logits = model(ids, attention_mask=mask, past_key_values=cache, logits_to_keep=1).logits[:, -1]
+    fed = [None] * b
+    if recorder is not None:
+        routes = recorder.pop().cpu()
+        fed = [[routes[r, ids.shape[1] - int(mask[r].sum()):]] for r in range(b)]
     rows = torch.arange(b, device=ids.device)            # original row of each active row
     out = [([], [], "length") for _ in range(b)]
     for step in range(max_new_tokens):
@@ -112,80 +100,21 @@ def _decode(model, ids, mask, max_new_tokens, temperature, top_p, top_k, checker
         mask = torch.cat([mask, mask.new_ones(len(rows), 1)], dim=1)
         threads.adapt()
         logits = model(tok[:, None], attention_mask=mask, past_key_values=cache).logits[:, -1]
-    return out
-
-
-@torch.no_grad()
-def _decode_mtp(model, ids, mask, max_new_tokens, checker):
-    """Greedy decoding with MTP self-speculation. Returns per row (tokens, logprobs, reason) and acceptance stats."""
-    b, dev = ids.shape[0], ids.device
-    inner, head, mtp_layer = model.model, model.lm_head, model.model.mtp_layers[0]
-    cap = ids.shape[1] + 2 * max_new_tokens + 4
-    cache, mcache = model.new_cache(b, cap), model.new_cache(b, cap, mtp=True)
-
-    def main(tokens, mask):
-        h = inner(tokens, mask, None, None, cache).last_hidden_state
-        cache.length += tokens.shape[1]
-        return h, torch.log_softmax(head(h).float(), -1)
-
-    def draft(h, next_tokens, mask):
-        pos, m = positions_and_mask(mask, b, h.shape[1], mcache.length, dev)
-        cos, sin = inner.rotary_emb(pos)
-        _, normed = mtp_layer.predict(h, inner.embed_tokens(next_tokens), cos, sin, m, mcache)
-        mcache.length += h.shape[1]
-        return head(normed).argmax(-1)
-
-    h, logp = main(ids, mask)
-    cur = logp[:, -1].argmax(-1)
-    cur_lp = logp[:, -1].gather(1, cur[:, None])[:, 0]
-    d = draft(h, torch.cat([ids[:, 1:], cur[:, None]], 1), mask)[:, -1]
-    out = [([], [], "length") for _ in range(b)]
-    active = [True] * b
-    proposed = accepted = 0
-
-    def emit(r, t, l):
-        if active[r]:
-            out[r][0].append(t)
-            out[r][1].append(l)
-            if checker.hit(out[r][0]):
-                out[r] = (out[r][0], out[r][1], "stop")
-                active[r] = False
-            elif len(out[r][0]) >= max_new_tokens:
-                active[r] = False
-
-    for r in range(b):
-        emit(r, cur[r].item(), cur_lp[r].item())
-    while any(active):
-        threads.adapt()
-        mask = torch.cat([mask, mask.new_ones(b, 2)], dim=1)
-        h, logp = main(torch.stack([cur, d], 1), mask)
-        a, b_tok = logp[:, 0].argmax(-1), logp[:, 1].argmax(-1)
-        ok = a == d
-        mask[:, -1] = ok.long()                                      # a wrong draft's slot is masked out for good
-        act = torch.tensor(active, device=dev)
-        proposed += int(act.sum())
-        accepted += int((ok & act).sum())
-        for r in range(b):
-            if ok[r]:
-                emit(r, d[r].item(), logp[r, 0, d[r]].item())
-                emit(r, b_tok[r].item(), logp[r, 1, b_tok[r]].item())
-            else:
-                emit(r, a[r].item(), logp[r, 0, a[r]].item())
-        nxt = torch.where(ok, d, a)
-        drafts = draft(h, torch.stack([nxt, b_tok], 1), mask)
-        d = torch.where(ok, drafts[:, 1], drafts[:, 0])
-        cur = torch.where(ok, b_tok, a)
-    stats = {"mtp_proposed": proposed, "mtp_accepted": accepted,
-             "mtp_acceptance": accepted / proposed if proposed else 0.0}
-    return out, stats
+        if recorder is not None:
+            routes = recorder.pop().cpu()
+            for j, r in enumerate(rows.tolist()):
+                fed[r].append(routes[j])
+    return [(*o, f) for o, f in zip(out, fed)]
 
 
 @torch.no_grad()
 def generate(model, prompts: list[list[int]], max_new_tokens: int = 64, temperature: float = 0.0,
              top_p: float = 1.0, top_k: int = 0, eos_token_id=None, pad_token_id: int = 0, stop_strings=None,
              tokenizer=None, num_samples: int = 1, seed: int | None = None,
-             use_mtp: bool = False) -> list[list[GenerationResult]]:
-    """Generate `num_samples` completions for each prompt (lists of token ids). Returns [prompt][sample]."""
+             use_mtp: bool = False, record_routing: bool = False) -> list[list[GenerationResult]]:
+    """Generate `num_samples` completions for each prompt (lists of token ids). Returns [prompt][sample].
+    `use_mtp`: MTP speculative decoding (greedy or sampling; stats mtp_proposed / mtp_accepted / mtp_acceptance).
+    `record_routing`: each result's `routes` holds the experts of every prompt and completion token."""
     was_training = model.training
     model.eval()
     dev = model.lm_head.weight.device
@@ -194,21 +123,23 @@ def generate(model, prompts: list[list[int]], max_new_tokens: int = 64, temperat
     checker = _StopChecker(eos_token_id, stop_strings, tokenizer)
     gen = torch.Generator(device=dev).manual_seed(seed) if seed is not None else None
     stats = {}
-    if use_mtp:
-        if temperature > 0 or not len(model.model.mtp_layers):
-            raise ValueError("MTP speculative decoding needs greedy sampling and a model with MTP layers")
-        rows, stats = _decode_mtp(model, ids, mask, max_new_tokens, checker)
-    else:
-        rows = _decode(model, ids, mask, max_new_tokens, temperature, top_p, top_k, checker, gen)
+    if use_mtp and not len(model.model.mtp_layers):
+        raise ValueError("MTP speculative decoding needs a model with MTP layers (num_nextn_predict_layers >= 1)")
+    with (routing.record(model) if record_routing else contextlib.nullcontext()) as rec:
+        if use_mtp:
+            rows, stats = decode_mtp(model, ids, mask, max_new_tokens, temperature, top_p, top_k, checker, gen, rec)
+        else:
+            rows = _decode(model, ids, mask, max_new_tokens, temperature, top_p, top_k, checker, gen, rec)
     model.train(was_training)
     results = []
-    for toks, lps, reason in rows:
+    for prompt, (toks, lps, reason, fed) in zip(flat, rows):
         text = tokenizer.decode(toks, skip_special_tokens=False) if tokenizer is not None else None
         if text is not None and reason == "stop" and checker.stops:       # cut after the stop string
             for s in checker.stops:
                 if s in text:
                     text = text[: text.index(s) + len(s)]
-        results.append(GenerationResult(toks, lps, reason, text, stats))
+        routes = routing.rollout_routes(fed, len(prompt) + len(toks)) if fed is not None else None
+        results.append(GenerationResult(toks, lps, reason, text, stats, routes))
     return [results[i * num_samples:(i + 1) * num_samples] for i in range(len(prompts))]
 
 
@@ -249,9 +180,9 @@ def hf_generate(model, input_ids, attention_mask=None, generation_config=None, *
     else:
         rows = _decode(model, ids, mask, max_new, 0.0, 1.0, 0, checker, None)
     model.train(was_training)
-    width = max(len(t) for t, _, _ in rows)
+    width = max(len(r[0]) for r in rows)
     new = torch.full((len(rows), width), pad, dtype=torch.long, device=ids.device)
-    for i, (toks, _, _) in enumerate(rows):
+    for i, (toks, *_) in enumerate(rows):
         new[i, :len(toks)] = torch.tensor(toks, device=ids.device)
     return torch.cat([ids, new], dim=1)
 

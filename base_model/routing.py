@@ -23,13 +23,17 @@ import torch
 from base_model.moe import MoE
 
 
+def _is_causal_lm(m) -> bool:
+    """A DeepSeekForCausalLM, recognised by what its class defines (not by importing base_model.model: the decode
+    loops that record routes sit below model.py, and the import graph stays acyclic)."""
+    return hasattr(type(m), "replay_routes") and hasattr(type(m), "moe_layers")
+
+
 def _causal_lm(model):
     """The DeepSeekForCausalLM inside `model` (itself, or under a peft / DDP / FSDP wrapper)."""
-    from base_model.model import DeepSeekForCausalLM
-
-    if isinstance(model, DeepSeekForCausalLM):
+    if _is_causal_lm(model):
         return model
-    found = next((m for m in model.modules() if isinstance(m, DeepSeekForCausalLM)), None)
+    found = next((m for m in model.modules() if _is_causal_lm(m)), None)
     if found is None:
         raise TypeError(f"router record/replay needs a DeepSeekForCausalLM; got {type(model).__name__}")
     return found
@@ -61,6 +65,16 @@ def record(model):
     finally:
         for m in layers:
             m.recorded = None
+
+
+def rollout_routes(pieces: list[torch.Tensor], total: int) -> torch.Tensor:
+    """One rollout row's routes [total, n_moe_layers, K] (int16) from the routings of the tokens fed, in order
+    (`pieces`: [n_i, L, K] each, prompt first). A sequence's last token is never fed: its row (and any row not
+    fed) is -1; routings fed beyond total - 1 (a draft fed, then the row stopped on it) are dropped."""
+    fed = torch.cat(pieces)[: max(total - 1, 0)]
+    out = torch.full((total, *fed.shape[1:]), -1, dtype=torch.int16)
+    out[: fed.shape[0]] = fed
+    return out
 
 
 @contextlib.contextmanager

@@ -7,6 +7,12 @@ same checkpoint, greedy, EOS ignored so every row makes exactly --new tokens.
 
 Prints a table and writes benchmarks/results/rollout_bench.json. vLLM's start-up (engine build, KV cache) is
 reported apart from its tokens/s; each engine gets one warm-up call first.
+
+MTP speculative decoding against plain decoding on a trained checkpoint (the native engine, side by side in one
+process; task prompts through the chat template, n samples each, EOS honoured, sampling at --temperature):
+
+    python benchmarks/rollout_bench.py --mtp --model /work/runs/r1_tiny_main/cold_start/model \
+        --batches 64 --n 8 --temperature 1 --engines --out benchmarks/results/rollout_bench_mtp.json
 """
 from __future__ import annotations
 
@@ -64,6 +70,42 @@ def bench_native(path, batches, new, plen, vocab):
         n = sum(len(g[0].token_ids) for g in res)
         out[b] = {"tokens": n, "seconds": dt, "tokens_per_s": n / dt}
         print(f"  native  batch {b:4d}: {n / dt:8.1f} tok/s ({dt:.1f} s)", flush=True)
+    return out
+
+
+def bench_mtp(path, batches, new, n, temperature, rounds=2):
+    """Native engine with and without MTP speculative decoding on `batches` task prompts x n samples, alternating
+    the two `rounds` times (so drift in the box's load hits both alike); tokens/s, acceptance and the ratio."""
+    from r1lab.loading import load_model, load_tokenizer
+    from r1lab.rollout.base import SamplingParams
+    from r1lab.rollout.native import NativeEngine
+    from r1lab.tasks import TASKS, task_rows
+
+    model, tok = load_model(str(path)), load_tokenizer(str(path))
+    texts = [r["prompt"] for t in TASKS for r in task_rows(t, n=max(batches), seed=2)]
+    chat = lambda t: tok.apply_chat_template([{"role": "user", "content": t}], add_generation_prompt=True,  # noqa: E731
+                                             tokenize=True, return_dict=True)["input_ids"]
+    engines = {"plain": NativeEngine(model, tok), "mtp": NativeEngine(model, tok, use_mtp=True)}
+    for e in engines.values():
+        e.generate([chat(texts[0])], SamplingParams(max_new_tokens=4))          # warm-up
+    out = {}
+    for b in batches:
+        ps = [chat(t) for t in texts[::max(1, len(texts) // b)][:b]]
+        tot = {k: {"tokens": 0, "seconds": 0.0, "mtp_proposed": 0, "mtp_accepted": 0} for k in engines}
+        for r in range(rounds):
+            for k, e in engines.items():
+                e.generate(ps, SamplingParams(n=n, temperature=temperature, max_new_tokens=new, seed=r))
+                for f in tot[k]:
+                    tot[k][f] += e.stats.get(f, 0)
+        for k, x in tot.items():
+            x["tokens_per_s"] = x["tokens"] / x["seconds"]
+            x["acceptance"] = x["mtp_accepted"] / x["mtp_proposed"] if x["mtp_proposed"] else None
+        ratio = tot["mtp"]["tokens_per_s"] / tot["plain"]["tokens_per_s"]
+        out[b] = {**tot, "speedup": ratio}
+        print(f"  mtp     {b:4d} prompts x {n}: plain {tot['plain']['tokens_per_s']:8.1f} tok/s, mtp "
+              f"{tot['mtp']['tokens_per_s']:8.1f} tok/s (x{ratio:.2f}), acceptance {tot['mtp']['acceptance']:.3f}, "
+              f"mean length plain {tot['plain']['tokens'] / (rounds * b * n):.1f} / mtp "
+              f"{tot['mtp']['tokens'] / (rounds * b * n):.1f}", flush=True)
     return out
 
 
@@ -131,6 +173,11 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=1, help="per engine (1: the box is shared; OpenMP threads "
                                                            "that outnumber free cores spin-wait each other)")
     ap.add_argument("--hf-max-seconds", type=float, default=600, help="skip an HF batch estimated to take longer")
+    ap.add_argument("--engines", nargs="*", default=["native", "vllm", "hf"], choices=["native", "vllm", "hf"])
+    ap.add_argument("--mtp", action="store_true", help="also: native with vs without MTP speculative decoding, on "
+                                                       "task prompts (--batches of them) x --n at --temperature")
+    ap.add_argument("--n", type=int, default=8, help="--mtp: samples per prompt")
+    ap.add_argument("--temperature", type=float, default=1.0, help="--mtp: sampling temperature (0: greedy)")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "rollout_bench.json"))
     args = ap.parse_args(argv)
 
@@ -146,19 +193,28 @@ def main(argv=None):
     print(f"checkpoint {path} (kv_lora_rank {cfg['kv_lora_rank']}, qk_rope_head_dim {cfg['qk_rope_head_dim']}); "
           f"batches {args.batches}, {args.new} new tokens, prompts of {args.prompt_len}; {args.threads} threads",
           flush=True)
-    results = {"native": bench_native(path, args.batches, args.new, args.prompt_len, vocab),
-               "vllm_cpu": bench_vllm(path, args.batches, args.new, args.prompt_len, vocab),
-               "transformers": bench_hf(path, args.batches, args.new, args.prompt_len, vocab, args.hf_max_seconds)}
+    results = {}
+    if args.mtp:
+        results["native_mtp"] = bench_mtp(path, args.batches, args.new, args.n, args.temperature)
+    if "native" in args.engines:
+        results["native"] = bench_native(path, args.batches, args.new, args.prompt_len, vocab)
+    if "vllm" in args.engines:
+        results["vllm_cpu"] = bench_vllm(path, args.batches, args.new, args.prompt_len, vocab)
+    if "hf" in args.engines:
+        results["transformers"] = bench_hf(path, args.batches, args.new, args.prompt_len, vocab, args.hf_max_seconds)
 
-    def cell(r, b):
-        x = r.get(b, {})
-        return f"{x['tokens_per_s']:10.1f}" if "tokens_per_s" in x else f"{'skipped':>10}"
+    def cell(name, b):
+        x = results.get(name, {}).get(b, {})
+        return f"{x['tokens_per_s']:10.1f}" if "tokens_per_s" in x else f"{'-':>10}"
 
-    print(f"\n{'batch':>6} | {'native':>10} | {'vllm-cpu':>10} | {'hf generate':>10}   (tokens/s)")
+    print(f"\n{'batch':>6} | {'native':>10} | {'vllm-cpu':>10} | {'hf generate':>10}   (tokens/s, greedy, EOS ignored)")
     for b in args.batches:
-        print(f"{b:>6} | {cell(results['native'], b)} | {cell(results['vllm_cpu'], b)} | "
-              f"{cell(results['transformers'], b)}")
-    print(f"vLLM start-up: {results['vllm_cpu']['startup_s']:.1f} s")
+        print(f"{b:>6} | {cell('native', b)} | {cell('vllm_cpu', b)} | {cell('transformers', b)}")
+    if "vllm_cpu" in results:
+        print(f"vLLM start-up: {results['vllm_cpu']['startup_s']:.1f} s")
+    for b, x in results.get("native_mtp", {}).items():
+        print(f"{b:>6} prompts x {args.n}, T={args.temperature}: plain {x['plain']['tokens_per_s']:.1f} | MTP "
+              f"{x['mtp']['tokens_per_s']:.1f} tok/s (x{x['speedup']:.2f}), acceptance {x['mtp']['acceptance']:.3f}")
     rec = {"checkpoint": str(args.model or f"fresh {args.preset}"), "preset": None if args.model else args.preset,
            "batches": args.batches, "new_tokens": args.new, "prompt_len": args.prompt_len, "threads": args.threads,
            "cpus": os.cpu_count(), "machine": platform.processor() or platform.machine(),

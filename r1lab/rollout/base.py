@@ -28,6 +28,7 @@ class Sample:
     logprobs: list[float] = field(default_factory=list)
     text: str = ""
     finish_reason: str = "length"   # "stop" (EOS or a stop string) | "length"
+    routes: object | None = None    # router replay: experts [len(prompt) + len(token_ids), n_moe_layers, K] (-1: not fed)
 
 
 @runtime_checkable
