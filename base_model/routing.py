@@ -26,7 +26,7 @@ from base_model.moe import MoE
 def _is_causal_lm(m) -> bool:
     """A DeepSeekForCausalLM, recognised by what its class defines (not by importing base_model.model: the decode
     loops that record routes sit below model.py, and the import graph stays acyclic)."""
-    return hasattr(type(m), "replay_routes") and hasattr(type(m), "moe_layers")
+    return hasattr(type(m), "moe_layers") and hasattr(type(m), "new_cache")
 
 
 def _causal_lm(model):

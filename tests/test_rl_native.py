@@ -15,8 +15,9 @@ G = 4
 
 
 def _trainer(tmp_path, model_dir, **kw):
+    kw = {"per_device_train_batch_size": 2 * G, **kw}
     p = Params(data=[{"task": "arithmetic", "n": 12, "difficulty": 1}], rewards={"think_format": 1.0},
-               num_generations=G, per_device_train_batch_size=2 * G, max_completion_length=6, **kw)
+               num_generations=G, max_completion_length=6, **kw)
     ctx = StageContext(name="rl", kind="grpo", params=p, out_dir=tmp_path / "rl", output_dir=tmp_path, seed=0,
                        model_spec=str(model_dir))
     trainer, _, _ = build_trainer(ctx, p, seed=0)
@@ -150,3 +151,32 @@ def test_replay_in_the_training_forward_uses_the_given_experts(tmp_path, nano_de
         tr.compute_loss(model, inputs)
         free = rec.pop()
     assert routing.routing_drift(recorded, free, torch.ones(B, P + C))["tokens"] > 0.3
+
+
+def test_grpo_steps_with_every_switch_on(tmp_path, nano_deepseek):
+    """Two real training steps with re-sampling, router replay, TIS and MTP-drafted rollouts: the rollout's routes
+    reach the loss (replayed), the MTP head is refreshed (its weights move, the main model's embedding does not
+    move from the refresh), and every measurement is logged."""
+    tr = _trainer(tmp_path, nano_deepseek, dynamic_sampling="resample", router_replay=True, tis_cap=2.0,
+                  mtp_rollouts=True, max_steps=2, logging_steps=1, steps_per_generation=2,
+                  per_device_train_batch_size=G)
+    tr.reward_funcs = [_reward(set(tr.train_dataset["id"][:6]))]        # half the prompts flat: resampling works
+    mtp = [p.detach().clone() for p in tr.model.model.mtp_layers.parameters()]
+    tr.train()
+    logged = {k for h in tr.state.log_history for k in h}
+    for key in ("router/drift_tokens", "rollout/mtp_acceptance", "mtp/refresh_loss", "tis/weight_mean",
+                "rollout/logprob_diff_mean", "rollout/tokens_per_s", "dynamic_sampling/tries", "rollout/total",
+                "policy/ratio_std", "groups/flat"):
+        assert key in logged, (key, sorted(k for k in logged if "mtp" in k or "rollout" in k))
+    assert any(not torch.equal(a, b) for a, b in zip(mtp, tr.model.model.mtp_layers.parameters()))
+    diffs = [h["rollout/logprob_diff_mean"] for h in tr.state.log_history if "rollout/logprob_diff_mean" in h]
+    assert max(diffs) < 1e-3               # fp32 engine, replayed routes: the trainer sees the rollout's policy
+
+
+def test_router_replay_and_mtp_need_the_native_engine():
+    import pytest
+
+    for key in ("router_replay", "mtp_rollouts"):
+        with pytest.raises(ValueError, match=f"{key}: needs the native rollout engine"):
+            Params(data=[{"task": "arithmetic", "n": 4, "difficulty": 1}], rewards={"think_format": 1.0},
+                   engine="vllm", **{key: True})

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import torch
 
+from base_model.routing import routing_drift
 from r1lab.train import dynamic_sampling as ds
 from r1lab.train import rollout_correction as rc
 
@@ -114,10 +115,10 @@ def trainer_class(opts: RLOptions):
                 self._log(mode, {"dynamic_sampling/tries": tries, "dynamic_sampling/flat_after": float(flat.float().mean()),
                                  "dynamic_sampling/rollouts": sum(r["completions"] for r in self._round_stats) / trained})
             self._rollout_stats(mode, out)
+            if self._mtp_refresh is not None and mode == "train":     # every completion, flat groups' too
+                self._log(mode, self._mtp_refresh.step(self.accelerator.unwrap_model(self.model), out))
             if self.r1.dynamic_sampling in ("mask", "resample"):
                 out = drop_flat_groups(self, out, flat)
-            if self._mtp_refresh is not None and mode == "train":
-                self._log(mode, self._mtp_refresh.step(self.accelerator.unwrap_model(self.model), out))
             return out
 
         def _rollouts_so_far(self) -> int:
@@ -151,7 +152,7 @@ def trainer_class(opts: RLOptions):
             if routes is not None and self.r1.log_routing_drift:
                 lp_free, chosen = rc.trainer_logps(self, out, None, record=True)
                 p = out["prompt_ids"].shape[1]
-                drift = rc.routing_drift(routes[:, p:], chosen[:, p:], mask)
+                drift = routing_drift(routes[:, p:], chosen[:, p:], mask)
                 self._log(mode, {"router/drift_tokens": drift["tokens"], "router/drift_token_layers": drift["token_layers"]})
                 if rollout_lp is not None:
                     self._log(mode, {f"{k}_no_replay": v for k, v in rc.mismatch(lp_free, rollout_lp, mask).items()})

@@ -38,7 +38,7 @@ class MTPRefresh:
         with torch.enable_grad():
             loss = lm._mtp_loss(h.detach(), ids, labels, cos, sin, mask)
             if loss is None or not torch.isfinite(loss):
-                return {}
+                return {"mtp/refresh_skipped": 1.0}
             grads = torch.autograd.grad(loss, self.params, allow_unused=True)   # nothing lands on shared weights
         for p, g in zip(self.params, grads):
             if g is not None and dist.is_available() and dist.is_initialized():
