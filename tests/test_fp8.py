@@ -143,4 +143,10 @@ def test_cuda_scaled_mm_path_matches_qdq():
     a, b = torch.randn(100, 384, device="cuda"), torch.randn(200, 384, device="cuda")
     ref = qdq_tiles(a) @ qdq_blocks(b).t()                                # same quantisation, fp32 GEMM
     out = fp8_matmul(a, b)
-    assert ((out - ref).norm() / ref.norm()).item() < 1e-4
+    # Hopper's FP8 tensor cores accumulate with a reduced mantissa inside each 128-wide K chunk (DeepSeek-V3 §3.3.2,
+    # why chunks are promoted to fp32): on an H200, 2026-11-29, this case measured 1.27e-4 relative to the fp32
+    # GEMM of the same quantised operands. A wrong scale or layout is off by O(1); the unquantised product by ~3e-2.
+    err = ((out - ref).norm() / ref.norm()).item()
+    assert err < 5e-4
+    exact = a @ b.t()
+    assert err < 0.1 * ((exact - ref).norm() / ref.norm()).item()        # it multiplies the quantised operands
