@@ -31,6 +31,7 @@ def main():
     ap.add_argument("--limit", type=int, default=100)
     ap.add_argument("--samples", type=int, default=8)
     ap.add_argument("--threads", default="1")
+    ap.add_argument("--batch", type=int, default=64, help="completions trained per step (when rollout/total is not logged)")
     ap.add_argument("--json", default=str(ROOT / "benchmarks/results/rl_skill_curve.json"))
     a = ap.parse_args()
     from rl_native_bench import evaluate, summarize
@@ -40,10 +41,13 @@ def main():
     run = Path(a.run)
     stage = run / a.stage
     logs = [json.loads(x) for x in (stage / "metrics.jsonl").read_text().splitlines() if x.strip()]
-    rollouts_at = {}
-    for r in logs:
-        if r.get("rollout/total") is not None and r.get("step") is not None:
-            rollouts_at[int(r["step"])] = int(r["rollout/total"])
+    rollouts_at, total = {}, 0
+    for r in logs:                     # rollout/total when logged; else the re-sampling ratio × the trained batch
+        if r.get("step") is None or "groups/flat" not in r:
+            continue
+        total = int(r["rollout/total"]) if r.get("rollout/total") is not None else \
+            total + round(r.get("dynamic_sampling/rollouts", 1.0) * a.batch)
+        rollouts_at[int(r["step"])] = total
     points = {0: run / a.start / "model"}
     for ck in sorted((stage / "checkpoints").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1])):
         if (ck / "config.json").exists():
