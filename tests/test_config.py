@@ -34,7 +34,9 @@ def test_broken_yaml_fails_in_one_line_naming_the_key(path):
     with pytest.raises(ConfigError) as ei:
         load_pipeline(path)
     msg = str(ei.value)
-    assert time.time() - t0 < 5, "validation must be fast"
+    # a guard against validation that trains or samples (minutes), not a benchmark: the first TRL import alone takes
+    # ~6 s on a loaded 2-core box
+    assert time.time() - t0 < 30, "validation must not run anything heavy"
     assert "\n" not in msg
     assert msg.startswith(f"{path}: {key}: "), msg
     assert frag in msg, msg
