@@ -201,13 +201,15 @@ def trainer_class(opts: RLOptions):
 
 
 def rollout_budget_callback(trainer, budget: int):
-    """Stops training at the end of the step in which the generated completions reach `budget` (with re-sampling a
-    step costs more than its batch, so a budget, not a step count, makes runs comparable)."""
+    """Stops training once the generated completions reach `budget` and the last generation's batch has been
+    trained on (all its steps_per_generation × num_iterations steps). With re-sampling a step costs more than its
+    batch, so a budget, not a step count, makes runs comparable."""
     from transformers import TrainerCallback
 
     class RolloutBudget(TrainerCallback):
         def on_step_end(self, args, state, control, **kw):
-            if trainer._rollouts_so_far() >= budget:
+            every = args.steps_per_generation * trainer.num_iterations
+            if trainer._rollouts_so_far() >= budget and state.global_step % every == 0:
                 control.should_training_stop = True
                 control.should_save = True
 
