@@ -180,3 +180,16 @@ def test_router_replay_and_mtp_need_the_native_engine():
         with pytest.raises(ValueError, match=f"{key}: needs the native rollout engine"):
             Params(data=[{"task": "arithmetic", "n": 4, "difficulty": 1}], rewards={"think_format": 1.0},
                    engine="vllm", **{key: True})
+
+
+def test_rollout_budget_stops_after_the_generation_that_reaches_it(tmp_path, nano_deepseek):
+    """Budget 3 generations' worth (each generation = 2 optimizer steps here): training stops after step 6, the
+    last generation trained on in full, although max_steps allows 20."""
+    tr = _trainer(tmp_path, nano_deepseek, rollout_budget=3 * 2 * G, max_steps=20, steps_per_generation=2,
+                  per_device_train_batch_size=G, logging_steps=1)
+    from r1lab.train.grpo_trainer import rollout_budget_callback
+
+    tr.add_callback(rollout_budget_callback(tr, 3 * 2 * G))
+    tr.train()
+    assert tr.state.global_step == 6
+    assert max(h["rollout/total"] for h in tr.state.log_history if "rollout/total" in h) == 3 * 2 * G

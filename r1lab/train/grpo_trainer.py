@@ -208,7 +208,7 @@ def rollout_budget_callback(trainer, budget: int):
 
     class RolloutBudget(TrainerCallback):
         def on_step_end(self, args, state, control, **kw):
-            every = args.steps_per_generation * trainer.num_iterations
+            every = max(1, args.steps_per_generation * trainer.num_iterations // args.gradient_accumulation_steps)
             if trainer._rollouts_so_far() >= budget and state.global_step % every == 0:
                 control.should_training_stop = True
                 control.should_save = True
