@@ -82,3 +82,22 @@ def test_filters():
                 drop_truncated=False, dedup=False, threshold=0.5)
     kept2, _ = select([_s("x", score=0.6, fmt=0.0, lang=0.0, finish="length"), _s("x", score=0.4)], p2)
     assert [s["text"] for s in kept2] == ["x"]
+
+
+def test_mtp_drafted_rejection_sampling_reports_its_acceptance(tmp_path, nano_deepseek):
+    """`mtp_rollouts: true` samples with MTP self-speculation (exactness: tests/test_speculative.py) and reports the
+    share of drafts accepted; a vllm engine is refused in one line."""
+    import pytest
+
+    stage = {"name": "rs", "kind": "rejection_sampling", "n": 2, "max_new_tokens": 8, "temperature": 1.0,
+             "rewards": ["think_format"], "threshold": 0.0, "require_format": False, "no_language_mixing": False,
+             "drop_truncated": False, "mtp_rollouts": True, "data": [{"task": "arithmetic", "n": 4, "difficulty": 1}]}
+    cfg = tmp_path / "p.yaml"
+    cfg.write_text(yaml.safe_dump({"name": "p", "seed": 0, "output_dir": str(tmp_path / "out"),
+                                   "model": str(nano_deepseek), "stages": [stage]}))
+    rs = run_pipeline(load_pipeline(cfg))[0]["metrics"]
+    assert rs["sampled"] == 8 and 0.0 < rs["mtp_acceptance"] <= 1.0
+    cfg.write_text(yaml.safe_dump({"name": "p", "seed": 0, "output_dir": str(tmp_path / "out2"),
+                                   "model": str(nano_deepseek), "stages": [{**stage, "engine": "hf"}]}))
+    with pytest.raises(Exception, match="mtp_rollouts needs the native rollout engine"):
+        run_pipeline(load_pipeline(cfg))

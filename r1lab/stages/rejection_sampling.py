@@ -12,7 +12,7 @@ from __future__ import annotations
 from r1lab.stages.base import StageContext
 from r1lab.train.sampling import RejectionParams, rejection_sample
 
-METRICS = ("prompts", "sampled", "kept", "yield", "rollout_tokens_per_s", "rollout_tokens")   # run() returns
+METRICS = ("prompts", "sampled", "kept", "yield", "rollout_tokens_per_s", "rollout_tokens", "mtp_acceptance")   # run() returns
 PRODUCES_MODEL = False   # a `from:` naming this stage is a config error: it saves no model/
 
 

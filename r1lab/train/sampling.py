@@ -46,6 +46,8 @@ class RejectionParams(RewardsBlock, DataBlock):
     engine: Literal["native", "vllm", "hf", "auto"] | None = Field(None, description="rollout engine (default: the "
                                                                   "pipeline's `rollout:`)")
     batch_prompts: int = Field(16, ge=1, description="prompts per generate call")
+    mtp_rollouts: bool = Field(False, description="sample with MTP self-speculation (exact in distribution; native "
+                               "engine, a model with an MTP head)")
     require_format: bool = True
     no_language_mixing: bool = True
     min_tokens: int = Field(1, ge=0)
@@ -106,7 +108,11 @@ def rejection_sample(ctx, p, model_path: str, tokenizer_path: str) -> dict:
 
     seed = ctx.seed if p.seed is None else p.seed
     tok = load_tokenizer(tokenizer_path, p.chat_template)
-    engine = open_engine(ctx.engine_name(p.engine), model_path, tok)
+    engine_name = ctx.engine_name(p.engine)
+    if p.mtp_rollouts and engine_name not in ("native", "auto"):
+        raise ValueError(f"stage {ctx.name}: mtp_rollouts needs the native rollout engine, not {engine_name}")
+    engine = open_engine(engine_name, model_path, tok, **({"use_mtp": True} if p.mtp_rollouts else {}))
+    mtp = {"mtp_proposed": 0, "mtp_accepted": 0}
     scorer = rewards.combine(p.rewards)            # the weighted sum; each reward's values in .last_parts
     names = [short_name(spec) for spec in p.rewards]
     fmt = rewards.get_reward("think_format")
@@ -132,6 +138,8 @@ def rejection_sample(ctx, p, model_path: str, tokenizer_path: str) -> dict:
             with torch.no_grad():
                 outs = engine.generate(ids, sampling)
             t_gen += time.perf_counter() - t0
+            for k in mtp:
+                mtp[k] += (getattr(engine, "stats", None) or {}).get(k, 0)
             # score the whole batch at once, TRL-style: one entry per completion, columns repeated
             flat = [(i, s) for i, samples in enumerate(outs) for s in samples]
             texts = [s.text for _, s in flat]
@@ -210,4 +218,5 @@ def rejection_sample(ctx, p, model_path: str, tokenizer_path: str) -> dict:
         ctx.print(f"{ctx.name}: {r['task']} d={r['difficulty']}: kept {r['kept']}/{r['sampled']} ({r['yield']:.1%})")
     return {"prompts": len(rows), "sampled": sampled, "kept": len(out_rows), "yield": len(out_rows) / max(sampled, 1),
             "rejected": dict(reasons), "per_task": yield_table,
-            "rollout_tokens_per_s": n_tokens_total / t_gen if t_gen else None, "rollout_tokens": n_tokens_total}
+            "rollout_tokens_per_s": n_tokens_total / t_gen if t_gen else None, "rollout_tokens": n_tokens_total,
+            **({"mtp_acceptance": mtp["mtp_accepted"] / max(mtp["mtp_proposed"], 1)} if p.mtp_rollouts else {})}
