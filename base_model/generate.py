@@ -33,11 +33,6 @@ class GenerationResult:
     routes: torch.Tensor | None = None   # record_routing: [len(prompt) + len(tokens), n_moe_layers, K] int16, -1 = not fed
 
 
-def _sample(logits: torch.Tensor, temperature: float, top_p: float, top_k: int, gen) -> tuple[torch.Tensor, torch.Tensor]:
-    """logits [B, V] -> (tokens [B], logprobs [B]) (see sampling.py)."""
-    return sample(logits, temperature, top_p, top_k, gen)
-
-
 def _left_pad(prompts: list[list[int]], pad: int, device) -> tuple[torch.Tensor, torch.Tensor]:
     width = max(len(p) for p in prompts)
     ids = torch.full((len(prompts), width), pad, dtype=torch.long, device=device)
@@ -76,11 +71,11 @@ def _decode(model, ids, mask, max_new_tokens, temperature, top_p, top_k, checker
     fed = [None] * b
     if recorder is not None:
         routes = recorder.pop().cpu()
-        fed = [[routes[r, ids.shape[1] - int(mask[r].sum()):]] for r in range(b)]
+        fed = routing.prompt_routes(routes, mask)
     rows = torch.arange(b, device=ids.device)            # original row of each active row
     out = [([], [], "length") for _ in range(b)]
     for step in range(max_new_tokens):
-        tok, lp = _sample(logits, temperature, top_p, top_k, gen)
+        tok, lp = sample(logits, temperature, top_p, top_k, gen)
         done = []
         for j, (r, t, l) in enumerate(zip(rows.tolist(), tok.tolist(), lp.tolist())):
             out[r][0].append(t)

@@ -67,6 +67,13 @@ def record(model):
             m.recorded = None
 
 
+def prompt_routes(routes: torch.Tensor, mask: torch.Tensor) -> list[list[torch.Tensor]]:
+    """Per row, the routes of its real prompt tokens out of a left-padded prefill (`routes` [B, S, L, K], `mask`
+    [B, S]), each as the first piece of that row's fed routes (see rollout_routes)."""
+    width = routes.shape[1]
+    return [[routes[r, width - int(mask[r].sum()):]] for r in range(routes.shape[0])]
+
+
 def rollout_routes(pieces: list[torch.Tensor], total: int) -> torch.Tensor:
     """One rollout row's routes [total, n_moe_layers, K] (int16) from the routings of the tokens fed, in order
     (`pieces`: [n_i, L, K] each, prompt first). A sequence's last token is never fed: its row (and any row not

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import torch
 
-from base_model import threads
+from base_model import routing, threads
 from base_model.masks import positions_and_mask
 from base_model.sampling import draw, process
 
@@ -71,7 +71,7 @@ def decode_mtp(model, ids, mask, max_new_tokens, temperature, top_p, top_k, chec
         return q, pick(q)
 
     h, logp, p, routes = main(ids, mask, 1)
-    fed = [[routes[r, ids.shape[1] - int(mask[r].sum()):]] if routes is not None else None for r in range(b)]
+    fed = routing.prompt_routes(routes, mask) if routes is not None else [None] * b
     cur = pick(p[:, -1])
     cur_lp = logp[:, -1].gather(1, cur[:, None])[:, 0]
     q, d = propose(draft(h, torch.cat([ids[:, 1:], cur[:, None]], 1), mask)[:, -1])

@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from base_model import DeepSeekForCausalLM, get_preset
-from base_model.generate import _sample, generate
+from base_model.generate import generate
+from base_model.sampling import sample
 
 
 @pytest.fixture(scope="module")
@@ -92,14 +93,14 @@ def test_sampling_reproducible_and_respects_top_k():
     torch.manual_seed(0)
     logits = torch.randn(4, 50)
     g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
-    a, _ = _sample(logits, 1.0, 1.0, 5, g1)
-    b, _ = _sample(logits, 1.0, 1.0, 5, g2)
+    a, _ = sample(logits, 1.0, 1.0, 5, g1)
+    b, _ = sample(logits, 1.0, 1.0, 5, g2)
     assert torch.equal(a, b)
     top5 = logits.topk(5, -1).indices
     for _ in range(20):
-        t, _ = _sample(logits, 1.0, 1.0, 5, None)
+        t, _ = sample(logits, 1.0, 1.0, 5, None)
         assert all(t[i] in top5[i] for i in range(4))
-    t, lp = _sample(logits, 0.7, 0.01, 0, None)     # tiny top_p -> the argmax
+    t, lp = sample(logits, 0.7, 0.01, 0, None)     # tiny top_p -> the argmax
     assert torch.equal(t, logits.argmax(-1))
     assert torch.allclose(lp, torch.log_softmax(logits / 0.7, -1).gather(1, t[:, None])[:, 0])
 
@@ -120,7 +121,7 @@ def test_sampling_frequencies_match_the_filtered_distribution():
             keep &= torch.zeros_like(keep).scatter_(1, order, (sp.cumsum(-1) - sp) <= top_p)
         want = torch.where(keep, p, 0.0)
         want = want / want.sum(-1, keepdim=True)
-        tok, _ = _sample(logits.repeat_interleave(n, 0), temp, top_p, top_k, g)
+        tok, _ = sample(logits.repeat_interleave(n, 0), temp, top_p, top_k, g)
         freq = torch.zeros(3, 12).index_put_((torch.arange(3).repeat_interleave(n), tok), torch.ones(3 * n),
                                              accumulate=True) / n
         se = (want * (1 - want) / n).sqrt()

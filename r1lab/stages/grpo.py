@@ -143,8 +143,7 @@ class Params(TRLParams, RewardsBlock, DataBlock):   # data, rewards, then r1lab'
                          router_replay=self.router_replay,
                          log_routing_drift=self.log_routing_drift if self.log_routing_drift is not None
                          else self.router_replay,
-                         tis_cap=self.tis_cap, mtp_refresh_lr=mtp_lr or None, rollout_budget=self.rollout_budget,
-                         seed=seed)
+                         tis_cap=self.tis_cap, mtp_refresh_lr=mtp_lr or None, seed=seed)
 
     @model_validator(mode="after")
     def _check(self):
@@ -274,7 +273,7 @@ def run(ctx: StageContext) -> dict:
         "steps": int(trainer.state.global_step), "resumed_from_step": resumed_from, "prompts": len(trainer.train_dataset),
         "first_accuracy": a0, "final_accuracy": a1, "first_response_length": l0, "final_response_length": l1,
         "first_reward": r0, "final_reward": r1, "accuracy_reward": acc,
-        "rollouts": trainer._rollouts_so_far() if hasattr(trainer, "_rollouts_so_far") else None,
+        "rollouts": trainer._rollouts_so_far(),
     }
     ctx.add_report(
         f"GRPO ({p.loss_type}, G={p.num_generations}, β={p.beta}, ε={p.epsilon}/{p.epsilon_high or p.epsilon}, "

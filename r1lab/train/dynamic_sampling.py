@@ -72,7 +72,8 @@ def refill(out: dict, flat: torch.Tensor, new: dict, new_flat: torch.Tensor, g: 
     holes = [i for i, f in enumerate(flat.tolist()) if f][:len(donors)]
     if not holes:
         return out, flat
-    keep = [i for i in range(len(flat)) if i not in set(holes)]
+    taken = set(holes)
+    keep = [i for i in range(len(flat)) if i not in taken]
     donors = donors[:len(holes)]
     rows = lambda groups: [r for i in groups for r in range(i * g, (i + 1) * g)]   # noqa: E731
     merged = take_rows(out, new, rows(keep), rows(donors), pad_id)

@@ -16,11 +16,12 @@ public hook after scoring), `_calculate_rewards` (to read the per-function rewar
 """
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import torch
 
-from base_model.routing import routing_drift
+from base_model import routing
 from r1lab.train import dynamic_sampling as ds
 from r1lab.train import rollout_correction as rc
 
@@ -34,7 +35,6 @@ class RLOptions:
     log_routing_drift: bool = False        # share of tokens routed differently by rollout and training forward
     tis_cap: float | None = None
     mtp_refresh_lr: float | None = None    # None: no refresh
-    rollout_budget: int | None = None      # stop training once this many completions were generated
     seed: int = 0
 
 
@@ -88,9 +88,8 @@ def trainer_class(opts: RLOptions):
             out = super()._generate_and_score_completions(inputs)
             roll = getattr(self, "_r1_rollout", None) or {}
             self._r1_rollout = None
-            out["_r1_routes"] = roll.get("routes") if self.r1.router_replay or self.r1.log_routing_drift else None
-            if out["_r1_routes"] is None:
-                out.pop("_r1_routes")
+            if roll.get("routes") is not None and (self.r1.router_replay or self.r1.log_routing_drift):
+                out["_r1_routes"] = roll["routes"]
             self._round_stats.append({**roll, "completions": out["completion_ids"].shape[0]})
             if self.model.training:
                 self._rollouts_total = self._rollouts_so_far() + out["completion_ids"].shape[0]
@@ -104,9 +103,11 @@ def trainer_class(opts: RLOptions):
             self._log(mode, {"groups/flat": float(flat.float().mean())})
             tries = 1
             if self.r1.dynamic_sampling == "resample" and mode == "train":
-                pad = self.pad_token_id if getattr(self, "pad_token_id", None) is not None else self.processing_class.pad_token_id
-                while tries < self.r1.max_resample_tries and ds.global_max(self, int(flat.sum())) > 0:
-                    n = ds.global_max(self, int(flat.sum()))
+                pad = self.processing_class.pad_token_id
+                while tries < self.r1.max_resample_tries:
+                    n = ds.global_max(self, int(flat.sum()))      # one collective: every rank decides alike
+                    if n == 0:
+                        break
                     fresh = ds.draw_prompts(self, n, g, self.r1.seed, self.state.global_step, tries)
                     new, new_flat = self._one_round(fresh, g)
                     out, flat = ds.refill(out, flat, new, new_flat, g, pad)
@@ -152,7 +153,7 @@ def trainer_class(opts: RLOptions):
             if routes is not None and self.r1.log_routing_drift:
                 lp_free, chosen = rc.trainer_logps(self, out, None, record=True)
                 p = out["prompt_ids"].shape[1]
-                drift = routing_drift(routes[:, p:], chosen[:, p:], mask)
+                drift = routing.routing_drift(routes[:, p:], chosen[:, p:], mask)
                 self._log(mode, {"router/drift_tokens": drift["tokens"], "router/drift_token_layers": drift["token_layers"]})
                 if rollout_lp is not None:
                     self._log(mode, {f"{k}_no_replay": v for k, v in rc.mismatch(lp_free, rollout_lp, mask).items()})
@@ -183,10 +184,6 @@ def trainer_class(opts: RLOptions):
                 self._replay_routes, self._loss_inputs = None, None
 
         def _get_per_token_logps_and_entropies(self, model, input_ids, attention_mask, logits_to_keep, *args, **kw):
-            import contextlib
-
-            from base_model import routing
-
             routes = self._replay_routes
             replay = routes is not None and routes.shape[0] == input_ids.shape[0]
             with routing.replay(model, routes) if replay else contextlib.nullcontext():
