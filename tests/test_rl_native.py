@@ -193,3 +193,17 @@ def test_rollout_budget_stops_after_the_generation_that_reaches_it(tmp_path, nan
     tr.train()
     assert tr.state.global_step == 6
     assert max(h["rollout/total"] for h in tr.state.log_history if "rollout/total" in h) == 3 * 2 * G
+
+
+def test_native_only_switches_fail_with_a_pipeline_level_vllm_rollout(tmp_path, nano_deepseek):
+    """`rollout: vllm` on the pipeline (the stage's own `engine:` unset) cannot record routes: router replay must
+    fail in one line, not run without replay."""
+    import pytest
+
+    p = Params(data=[{"task": "arithmetic", "n": 4, "difficulty": 1}], rewards={"think_format": 1.0},
+               num_generations=G, per_device_train_batch_size=G, max_completion_length=6, router_replay=True)
+    ctx = StageContext(name="rl", kind="grpo", params=p, out_dir=tmp_path / "rl", output_dir=tmp_path, seed=0,
+                       model_spec=str(nano_deepseek), rollout="vllm")
+    with pytest.raises(ValueError, match="stage rl: router_replay, log_routing_drift needs the native rollout "
+                                         "engine, not vllm"):
+        build_trainer(ctx, p, seed=0)

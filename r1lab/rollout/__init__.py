@@ -29,6 +29,13 @@ def resolve_engine(name: str | None) -> str:
     return name
 
 
+def require_native(name: str | None, what: list[str]) -> None:
+    """Options only the native engine has (MTP drafting, routing records), named by `what` (the keys that asked for
+    them; empty: nothing asked): an error with any other engine ("auto" resolved first), never silently dropped."""
+    if what and resolve_engine(name) != "native":
+        raise ValueError(f"{', '.join(what)} needs the native rollout engine, not {resolve_engine(name)}")
+
+
 def get_engine(name: str | None, model, tokenizer, **kwargs) -> RolloutEngine:
     """An engine over a loaded model (or a checkpoint path; vllm opens the path itself)."""
     name = resolve_engine(name)
@@ -56,5 +63,5 @@ def open_engine(name: str | None, model_path: str, tokenizer, device: str | None
     return get_engine(name, model, tokenizer, **kwargs)
 
 
-__all__ = ["ENGINES", "get_engine", "open_engine", "resolve_engine", "RolloutEngine", "Sample", "SamplingParams",
+__all__ = ["ENGINES", "get_engine", "open_engine", "require_native", "resolve_engine", "RolloutEngine", "Sample", "SamplingParams",
            "cut_at_stop"]

@@ -37,7 +37,7 @@ from r1lab.loading import load_model, load_tokenizer
 from r1lab.params import DataBlock, DataSpec, RewardsBlock
 from r1lab.io import read_jsonl
 from r1lab.report import plot_r1_zero, samples_table
-from r1lab.rollout import resolve_engine
+from r1lab.rollout import require_native, resolve_engine
 from r1lab.stages.base import StageContext
 from r1lab.train.args import grpo_config, peft_config
 from r1lab.train.fit import prepare, quiet, train_and_save
@@ -231,11 +231,15 @@ def build_trainer(ctx: StageContext, p: Params, seed: int, callbacks=()):
     engine_kwargs = {"gpu_memory_utilization": p.vllm_gpu_memory_utilization} if engine == "vllm" and hasattr(
         p, "vllm_gpu_memory_utilization") else {}
     opts = p.rl_options(seed, resolve_engine(engine))
-    if resolve_engine(engine) == "native":
-        if p.router_replay or opts.log_routing_drift:
-            engine_kwargs["record_routing"] = True
-        if p.mtp_rollouts:
-            engine_kwargs["use_mtp"] = True
+    asked = {"router_replay": p.router_replay, "log_routing_drift": opts.log_routing_drift, "mtp_rollouts": p.mtp_rollouts}
+    try:
+        require_native(engine, [k for k, on in asked.items() if on])
+    except ValueError as e:
+        raise ValueError(f"stage {ctx.name}: {e}") from None
+    if p.router_replay or opts.log_routing_drift:
+        engine_kwargs["record_routing"] = True
+    if p.mtp_rollouts:
+        engine_kwargs["use_mtp"] = True
     with reference_loader(load_model), warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*rollout_func.*experimental")
         trainer = trainer_class(opts)(

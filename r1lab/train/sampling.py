@@ -104,13 +104,15 @@ def rejection_sample(ctx, p, model_path: str, tokenizer_path: str) -> dict:
     from transformers import TrainerState
 
     import rewards
-    from r1lab.rollout import SamplingParams, open_engine
+    from r1lab.rollout import SamplingParams, open_engine, require_native
 
     seed = ctx.seed if p.seed is None else p.seed
     tok = load_tokenizer(tokenizer_path, p.chat_template)
     engine_name = ctx.engine_name(p.engine)
-    if p.mtp_rollouts and engine_name not in ("native", "auto"):
-        raise ValueError(f"stage {ctx.name}: mtp_rollouts needs the native rollout engine, not {engine_name}")
+    try:
+        require_native(engine_name, ["mtp_rollouts"] if p.mtp_rollouts else [])
+    except ValueError as e:
+        raise ValueError(f"stage {ctx.name}: {e}") from None
     engine = open_engine(engine_name, model_path, tok, **({"use_mtp": True} if p.mtp_rollouts else {}))
     mtp = {"mtp_proposed": 0, "mtp_accepted": 0}
     scorer = rewards.combine(p.rewards)            # the weighted sum; each reward's values in .last_parts
